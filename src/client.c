@@ -1,0 +1,341 @@
+/*
+ * client.c - client connections: lifecycle and the query phase.
+ *
+ * Transitions:
+ *
+ *   STARTUP -> AUTH_* -> WELCOME (login.c) -> IDLE, or ADMIN for the console
+ *   IDLE --first message--> WAITING (pool->waiting, or a server is being
+ *        prepared) --client_linked--> ACTIVE
+ *   ACTIVE --server released (transaction/statement mode)--> IDLE
+ *   any --eof, error, Terminate--> closed; a linked server is cleaned by
+ *        server_client_gone, never handed on dirty
+ *
+ * In ACTIVE, messages stream to the server as they arrive; only headers are
+ * read, to count the ReadyForQuery each Query, FunctionCall and Sync owes
+ * and to know whether an extended-protocol batch is open.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "client.h"
+#include "codec.h"
+#include "config.h"
+#include "log.h"
+#include "login.h"
+#include "pool.h"
+#include "server.h"
+#include "sluice.h"
+
+static const struct conn_ops client_ops;
+
+struct client *client_new(struct sluice *ctx, bool is_unix)
+{
+	struct client *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	conn_init(&c->conn, ctx, &client_ops, c, is_unix);
+	if (is_unix)
+		uv_pipe_init(ctx->loop, &c->conn.h.pipe, 0);
+	else
+		uv_tcp_init(ctx->loop, &c->conn.h.tcp);
+	c->conn.h.handle.data = &c->conn;
+	c->ctx = ctx;
+	list_init(&c->node);
+	list_init(&c->pool_node);
+	return c;
+}
+
+static void free_client(struct client *c)
+{
+	free(c->user);
+	free(c->database);
+	params_free(&c->params);
+	auth_scram_server_free(&c->scram);
+	free(c);
+}
+
+void client_discard(struct client *c)
+{
+	conn_close(&c->conn);
+}
+
+static void set_tcp_options(struct client *c)
+{
+	struct config *cfg = c->ctx->config;
+
+	uv_tcp_nodelay(&c->conn.h.tcp, 1);
+	if (cfg->tcp_keepalive)
+		uv_tcp_keepalive(&c->conn.h.tcp, 1,
+		                 cfg->tcp_keepidle > 0 ? cfg->tcp_keepidle : 7200);
+}
+
+void client_start(struct client *c)
+{
+	struct sluice *ctx = c->ctx;
+	uint8_t key[8];
+
+	c->id = ++ctx->next_client_id;
+	c->connect_time = uv_now(ctx->loop);
+	list_append(&ctx->clients, &c->node);
+	ctx->client_count++;
+	/* Counted but refused after its startup packet, as PgBouncer does. */
+	c->over_limit = ctx->client_count > ctx->config->max_client_conn;
+	c->conn.max_packet = (uint32_t)ctx->config->max_packet_size;
+	if (c->conn.is_unix) {
+		snprintf(c->addr, sizeof(c->addr), "unix:%d", ctx->config->listen_port);
+	} else {
+		set_tcp_options(c);
+		conn_peer_name(&c->conn, c->addr, sizeof(c->addr));
+	}
+	snprintf(c->conn.ident, sizeof(c->conn.ident), "C-%llu: (nodb)/(nouser)@%s",
+	         (unsigned long long)c->id, c->addr);
+	auth_random_bytes(key, sizeof(key));
+	memcpy(&c->cancel_pid, key, 4);
+	memcpy(&c->cancel_key, key + 4, 4);
+	c->state = CLIENT_STARTUP;
+	conn_want_read(&c->conn, true);
+}
+
+/* --- query phase ------------------------------------------------------ */
+
+/* Notes what a message owes before it goes to the server. */
+static void track_message(struct client *c, uint8_t type)
+{
+	switch (type) {
+	case PG_MSG_QUERY:
+	case PG_MSG_FUNCTION_CALL:
+		server_expect_ready(c->server);
+		break;
+	case PG_MSG_SYNC:
+		server_expect_ready(c->server);
+		c->batch_open = false;
+		break;
+	case PG_MSG_PARSE:
+	case PG_MSG_BIND:
+	case PG_MSG_DESCRIBE:
+	case PG_MSG_EXECUTE:
+	case PG_MSG_CLOSE:
+	case PG_MSG_FLUSH:
+		c->batch_open = true;
+		break;
+	default:
+		break; /* COPY data and the rest owe nothing */
+	}
+}
+
+/* Starts passing one message to the server; returns bytes used. */
+static size_t forward_message(struct client *c, const uint8_t *data, size_t len,
+                              const struct pg_header *h)
+{
+	size_t whole = (size_t)h->len + 1;
+	size_t n = len < whole ? len : whole;
+
+	track_message(c, h->type);
+	conn_queue(&c->server->conn, data, n);
+	c->forward_left = (uint32_t)(whole - n);
+	return n;
+}
+
+/* The first message of a transaction: get a server. True if linked now. */
+static bool begin_transaction(struct client *c)
+{
+	c->state = CLIENT_WAITING;
+	conn_want_read(&c->conn, false);
+	pool_acquire(c->pool, c);
+	return c->state == CLIENT_ACTIVE;
+}
+
+static size_t query_data(struct client *c, const uint8_t *data, size_t len)
+{
+	uint32_t max_len = c->conn.max_packet;
+	size_t pos = 0;
+	struct pg_header h;
+
+	while (pos < len && !c->conn.closing && c->state != CLIENT_WAITING) {
+		size_t n = len - pos;
+
+		if (c->forward_left > 0) {
+			if (n > c->forward_left)
+				n = c->forward_left;
+			conn_queue(&c->server->conn, data + pos, n);
+			c->forward_left -= (uint32_t)n;
+			pos += n;
+			continue;
+		}
+		switch (codec_read_header(data + pos, n, max_len, &h)) {
+		case CODEC_NEED_MORE:
+			goto out;
+		case CODEC_INVALID:
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+			            "invalid message length (max_packet_size)");
+			return len;
+		case CODEC_OK:
+			break;
+		}
+		if (h.type == PG_MSG_TERMINATE) {
+			client_close(c, "client close request");
+			return len;
+		}
+		if (c->state == CLIENT_IDLE && !begin_transaction(c))
+			break;
+		pos += forward_message(c, data + pos, n, &h);
+	}
+out:
+	if (c->state == CLIENT_ACTIVE && c->server &&
+	    conn_flush(&c->server->conn, &c->conn) < 0)
+		server_close(c->server, "write failed");
+	return pos;
+}
+
+static size_t on_data(struct conn *conn, const uint8_t *data, size_t len)
+{
+	struct client *c = conn->owner;
+
+	switch (c->state) {
+	case CLIENT_STARTUP:
+	case CLIENT_AUTH_PASSWORD:
+	case CLIENT_AUTH_SASL:
+	case CLIENT_AUTH_SASL_FINAL:
+		return login_data(c, data, len);
+	case CLIENT_WELCOME:
+	case CLIENT_WAITING:
+		return 0;
+	case CLIENT_IDLE:
+	case CLIENT_ACTIVE:
+		return query_data(c, data, len);
+	case CLIENT_ADMIN:
+		return admin_data(c, data, len);
+	}
+	return 0;
+}
+
+void client_linked(struct client *c)
+{
+	c->state = CLIENT_ACTIVE;
+	conn_want_read(&c->conn, true);
+}
+
+void client_unlinked(struct client *c)
+{
+	c->state = CLIENT_IDLE;
+	c->batch_open = false;
+	conn_want_read(&c->conn, true);
+}
+
+void client_send(struct client *c, const void *data, size_t len)
+{
+	conn_queue(&c->conn, data, len);
+}
+
+/* --- leaving ---------------------------------------------------------- */
+
+/* Lets go of the pool and the server, whatever the state. */
+static void detach(struct client *c)
+{
+	struct server *s = c->server;
+
+	switch (c->state) {
+	case CLIENT_WAITING:
+		if (s)
+			server_client_gone(s, false, false);
+		else
+			pool_cancel_wait(c->pool, c);
+		break;
+	case CLIENT_ACTIVE:
+		if (s)
+			server_client_gone(s, c->forward_left > 0, c->batch_open);
+		break;
+	case CLIENT_WELCOME:
+		list_remove(&c->pool_node);
+		break;
+	case CLIENT_STARTUP:
+	case CLIENT_AUTH_PASSWORD:
+	case CLIENT_AUTH_SASL:
+	case CLIENT_AUTH_SASL_FINAL:
+	case CLIENT_IDLE:
+	case CLIENT_ADMIN:
+		break;
+	}
+	c->server = NULL;
+	if (!list_empty(&c->node)) {
+		list_remove(&c->node);
+		c->ctx->client_count--;
+	}
+}
+
+static void log_close(struct client *c, const char *reason)
+{
+	uint64_t age_ms = uv_now(c->ctx->loop) - c->connect_time;
+
+	if (c->ctx->config->log_disconnections)
+		log_info(&c->conn, "closing because: %s (age=%llus)", reason,
+		         (unsigned long long)(age_ms / 1000));
+}
+
+void client_close(struct client *c, const char *reason)
+{
+	if (c->conn.closing)
+		return;
+	log_close(c, reason);
+	detach(c);
+	conn_close(&c->conn);
+}
+
+int client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
+{
+	char message[512];
+	struct msgbuf mb;
+	va_list ap;
+
+	if (c->conn.closing)
+		return 0;
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	if (c->ctx->config->log_pooler_errors)
+		log_warn(&c->conn, "pooler error: %s", message);
+	msgbuf_init(&mb);
+	codec_put_error(&mb, "FATAL", sqlstate, message);
+	conn_queue_msgbuf(&c->conn, &mb);
+	msgbuf_free(&mb);
+	log_close(c, message);
+	detach(c);
+	conn_close_after_flush(&c->conn);
+	return 0;
+}
+
+static void on_eof(struct conn *conn, int status)
+{
+	struct client *c = conn->owner;
+
+	client_close(c, status == UV_EOF ? "client unexpected eof" : uv_strerror(status));
+}
+
+static void on_closed(struct conn *conn)
+{
+	free_client(conn->owner);
+}
+
+static const struct conn_ops client_ops = {
+	.on_data = on_data,
+	.on_eof = on_eof,
+	.on_closed = on_closed,
+};
+
+struct client *client_find_by_cancel_key(struct sluice *ctx, uint32_t pid,
+                                         uint32_t key)
+{
+	/* O(n), n <= max_client_conn; cancels are rare. */
+	for (struct list *l = ctx->clients.next; l != &ctx->clients; l = l->next) {
+		struct client *c = LIST_ENTRY(l, struct client, node);
+
+		if (c->cancel_pid == pid && c->cancel_key == key &&
+		    c->state != CLIENT_STARTUP)
+			return c;
+	}
+	return NULL;
+}

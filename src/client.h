@@ -1,0 +1,90 @@
+/*
+ * client.h - one application connection to sluice.
+ */
+#ifndef SLUICE_CLIENT_H
+#define SLUICE_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "conn.h"
+#include "list.h"
+#include "params.h"
+
+struct sluice;
+struct pool;
+struct server;
+
+enum client_state {
+	CLIENT_STARTUP,        /* reading the startup packet */
+	CLIENT_AUTH_PASSWORD,  /* asked for a cleartext or md5 password */
+	CLIENT_AUTH_SASL,      /* asked for SASLInitialResponse */
+	CLIENT_AUTH_SASL_FINAL,/* sent SASLContinue, wants SASLResponse */
+	CLIENT_WELCOME,        /* authenticated; on pool->welcome */
+	CLIENT_IDLE,           /* no server, reading the next message */
+	CLIENT_WAITING,        /* has a query; on pool->waiting or being assigned */
+	CLIENT_ACTIVE,         /* linked to a server until released */
+	CLIENT_ADMIN,          /* logged in to the admin console */
+};
+
+struct client {
+	struct conn conn;
+	struct list node;          /* on ctx->clients */
+	struct list pool_node;     /* on pool->waiting or pool->welcome */
+	struct sluice *ctx;
+	struct pool *pool;
+	struct server *server;     /* linked or being prepared */
+	enum client_state state;
+	uint64_t id;               /* C-<n> */
+	char *user;                /* from the startup packet */
+	char *database;
+	struct params params;      /* tracked parameters as the client set them */
+	uint32_t cancel_pid;       /* BackendKeyData sluice gave the client */
+	uint32_t cancel_key;
+	char addr[64];             /* "host:port" of the peer */
+	bool over_limit;           /* accepted past max_client_conn */
+	bool is_admin_user;        /* in admin_users (else stats_users only) */
+	uint32_t forward_left;     /* body bytes of a message passing through */
+	bool batch_open;           /* extended messages sent since the last Sync */
+	uint8_t md5_salt[4];
+	struct scram_server scram;
+	uint64_t connect_time;     /* uv_now() at accept */
+};
+
+/* A new client on ctx with its handle initialised (tcp or unix) so the
+ * listener can accept into it; NULL on allocation failure. */
+struct client *client_new(struct sluice *ctx, bool is_unix);
+
+/* The listener accepted into client: count it and start reading. */
+void client_start(struct client *client);
+
+/* Frees a client whose accept failed (handle initialised, not started). */
+void client_discard(struct client *client);
+
+/* The pool has server parameters: finish the login (AuthenticationOk,
+ * ParameterStatus, BackendKeyData, ReadyForQuery). */
+void client_welcome(struct client *client);
+
+/* The server is ready for the client's messages. */
+void client_linked(struct client *client);
+
+/* The server is released (transaction mode) or gone: back to idle. */
+void client_unlinked(struct client *client);
+
+/* Sends FATAL sqlstate + message, logs, closes. Returns 0 so callers can
+ * return its result. */
+int client_fail(struct client *client, const char *sqlstate, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Sends bytes from the server (or sluice) to the client, in order. */
+void client_send(struct client *client, const void *data, size_t len);
+
+/* Closes without a message (peer gone). Safe twice. */
+void client_close(struct client *client, const char *reason);
+
+/* Finds the client a CancelRequest's key names, or NULL. */
+struct client *client_find_by_cancel_key(struct sluice *ctx, uint32_t pid,
+                                         uint32_t key);
+
+#endif

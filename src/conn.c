@@ -1,0 +1,382 @@
+/*
+ * conn.c - socket bytes: reads into the shared chunk, held bytes, gathered
+ * writes, back-pressure and close.
+ *
+ * Owns nothing of the protocol: its owner (client.c or server.c) gets spans
+ * of bytes and says how many it used.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "conn.h"
+#include "sluice.h"
+
+/* What one uv_write carries: the request and the bytes it owns. */
+struct write_req {
+	uv_write_t req;
+	uint8_t *bytes;            /* malloc'd, freed in write_cb */
+	struct conn *conn;
+};
+
+void conn_init(struct conn *conn, struct sluice *ctx, const struct conn_ops *ops,
+               void *owner, bool is_unix)
+{
+	memset(conn, 0, sizeof(*conn));
+	conn->ctx = ctx;
+	conn->ops = ops;
+	conn->owner = owner;
+	conn->is_unix = is_unix;
+	conn->max_packet = UINT32_MAX;
+	conn->h.handle.data = conn;
+	list_init(&conn->ready_node);
+}
+
+const char *conn_ident(const struct conn *conn)
+{
+	return conn->ident;
+}
+
+static void schedule_ready(struct conn *conn)
+{
+	struct sluice *ctx = conn->ctx;
+
+	if (!list_empty(&conn->ready_node))
+		return;
+	if (list_empty(&ctx->ready))
+		uv_idle_start(&ctx->ready_idle, NULL);
+	list_append(&ctx->ready, &conn->ready_node);
+}
+
+static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
+static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+/* Reading is on exactly when the owner wants bytes and nothing holds it. */
+static void update_reading(struct conn *conn)
+{
+	bool should = conn->want_read && !conn->paused_by && !conn->closing;
+
+	if (should && !conn->reading) {
+		if (uv_read_start(&conn->h.stream, alloc_cb, read_cb) == 0)
+			conn->reading = true;
+		if (conn->held_len > 0)
+			schedule_ready(conn);
+	} else if (!should && conn->reading) {
+		uv_read_stop(&conn->h.stream);
+		conn->reading = false;
+	}
+}
+
+void conn_want_read(struct conn *conn, bool want)
+{
+	conn->want_read = want;
+	update_reading(conn);
+	if (!want)
+		list_remove(&conn->ready_node);
+}
+
+static int grow_held(struct conn *conn, size_t cap)
+{
+	uint8_t *grown;
+
+	if (cap <= conn->held_cap)
+		return 0;
+	if (cap > (size_t)conn->max_packet + SLUICE_READ_CHUNK)
+		return -1;
+	grown = realloc(conn->held, cap);
+	if (!grown)
+		return -1;
+	conn->held = grown;
+	conn->held_cap = (uint32_t)cap;
+	return 0;
+}
+
+int conn_need(struct conn *conn, uint32_t len)
+{
+	if (len > conn->max_packet)
+		return -1;
+	conn->need = len;
+	return 0;
+}
+
+static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+	struct conn *conn = handle->data;
+	size_t want = (size_t)conn->held_len + SLUICE_READ_CHUNK;
+
+	(void)suggested;
+	if (conn->held_len == 0 && conn->need == 0) {
+		*buf = uv_buf_init((char *)conn->ctx->read_chunk, SLUICE_READ_CHUNK);
+		return;
+	}
+	if (conn->need > want)
+		want = conn->need;
+	if (grow_held(conn, want) < 0) {
+		*buf = uv_buf_init(NULL, 0); /* read_cb then gets UV_ENOBUFS */
+		return;
+	}
+	*buf = uv_buf_init((char *)conn->held + conn->held_len,
+	                   conn->held_cap - conn->held_len);
+}
+
+/* Offers the held bytes to the owner and keeps what it leaves. */
+static void process_held(struct conn *conn)
+{
+	size_t used = conn->ops->on_data(conn, conn->held, conn->held_len);
+
+	if (conn->closing)
+		return;
+	conn->held_len -= (uint32_t)used;
+	if (conn->held_len > 0) {
+		memmove(conn->held, conn->held + used, conn->held_len);
+		return;
+	}
+	free(conn->held);
+	conn->held = NULL;
+	conn->held_cap = 0;
+}
+
+/* Offers bytes from the shared chunk; what is left is copied to held. */
+static void process_chunk(struct conn *conn, const uint8_t *data, size_t len)
+{
+	size_t used = conn->ops->on_data(conn, data, len);
+
+	if (conn->closing || used == len)
+		return;
+	if (grow_held(conn, len - used) < 0) {
+		conn->ops->on_eof(conn, UV_ENOBUFS);
+		return;
+	}
+	memcpy(conn->held, data + used, len - used);
+	conn->held_len = (uint32_t)(len - used);
+}
+
+static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+	struct conn *conn = stream->data;
+
+	if (nread == 0)
+		return;
+	if (nread < 0) {
+		conn->ops->on_eof(conn, (int)nread);
+		return;
+	}
+	if ((uint8_t *)buf->base == conn->ctx->read_chunk) {
+		process_chunk(conn, (const uint8_t *)buf->base, (size_t)nread);
+		return;
+	}
+	conn->held_len += (uint32_t)nread;
+	process_held(conn);
+}
+
+void conn_run_ready(struct sluice *ctx)
+{
+	struct list batch;
+
+	/* Only the conns ready now: one that re-queues itself waits a tick. */
+	list_init(&batch);
+	if (!list_empty(&ctx->ready)) {
+		batch.next = ctx->ready.next;
+		batch.prev = ctx->ready.prev;
+		batch.next->prev = &batch;
+		batch.prev->next = &batch;
+		list_init(&ctx->ready);
+	}
+	for (struct list *l; (l = list_pop(&batch)) != NULL;) {
+		struct conn *conn = LIST_ENTRY(l, struct conn, ready_node);
+
+		if (conn->want_read && !conn->paused_by && !conn->closing &&
+		    conn->held_len > 0)
+			process_held(conn);
+	}
+	if (list_empty(&ctx->ready))
+		uv_idle_stop(&ctx->ready_idle);
+}
+
+void conn_queue(struct conn *conn, const void *data, size_t len)
+{
+	size_t cap = conn->out_cap ? conn->out_cap : 512;
+	uint8_t *grown;
+
+	if (len == 0 || conn->closing)
+		return;
+	while (cap - conn->out_len < len)
+		cap *= 2;
+	if (cap != conn->out_cap) {
+		grown = realloc(conn->out, cap);
+		if (!grown) {
+			conn_close(conn);
+			return;
+		}
+		conn->out = grown;
+		conn->out_cap = (uint32_t)cap;
+	}
+	memcpy(conn->out + conn->out_len, data, len);
+	conn->out_len += (uint32_t)len;
+}
+
+void conn_queue_msgbuf(struct conn *conn, const struct msgbuf *mb)
+{
+	if (mb->failed) {
+		conn_close(conn);
+		return;
+	}
+	conn_queue(conn, mb->data, mb->len);
+}
+
+static void unpause_peer(struct conn *conn)
+{
+	struct conn *peer = conn->paused_peer;
+
+	if (!peer)
+		return;
+	conn->paused_peer = NULL;
+	peer->paused_by = NULL;
+	update_reading(peer);
+}
+
+static void pause_producer(struct conn *conn, struct conn *producer)
+{
+	if (!producer || producer == conn || producer->closing)
+		return;
+	if (conn->paused_peer && conn->paused_peer != producer)
+		unpause_peer(conn);
+	if (producer->paused_by && producer->paused_by != conn)
+		return;
+	conn->paused_peer = producer;
+	producer->paused_by = conn;
+	update_reading(producer);
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+	struct write_req *w = (struct write_req *)req;
+	struct conn *conn = w->conn;
+
+	free(w->bytes);
+	free(w);
+	conn->writes_pending--;
+	if (status < 0 && status != UV_ECANCELED && !conn->closing)
+		conn->ops->on_eof(conn, status);
+	if (conn->writes_pending > 0)
+		return;
+	unpause_peer(conn);
+	if (conn->close_after_flush)
+		conn_close(conn);
+}
+
+static void drop_output(struct conn *conn)
+{
+	free(conn->out);
+	conn->out = NULL;
+	conn->out_len = 0;
+	conn->out_cap = 0;
+}
+
+int conn_flush(struct conn *conn, struct conn *producer)
+{
+	uv_buf_t buf = uv_buf_init((char *)conn->out, conn->out_len);
+	struct write_req *w;
+	int sent = 0;
+	int rc;
+
+	if (conn->out_len == 0 || uv_is_closing(&conn->h.handle))
+		return 0;
+	if (conn->writes_pending == 0) {
+		sent = uv_try_write(&conn->h.stream, &buf, 1);
+		if (sent == (int)conn->out_len) {
+			drop_output(conn);
+			return 0;
+		}
+		if (sent < 0 && sent != UV_EAGAIN)
+			return sent;
+		if (sent < 0)
+			sent = 0;
+	}
+	w = malloc(sizeof(*w));
+	if (!w)
+		return UV_ENOMEM;
+	w->bytes = conn->out;
+	w->conn = conn;
+	buf = uv_buf_init((char *)conn->out + sent, conn->out_len - (uint32_t)sent);
+	rc = uv_write(&w->req, &conn->h.stream, &buf, 1, write_cb);
+	if (rc < 0) {
+		free(w);
+		return rc;
+	}
+	conn->out = NULL;
+	conn->out_len = 0;
+	conn->out_cap = 0;
+	conn->writes_pending++;
+	pause_producer(conn, producer);
+	return 0;
+}
+
+static void close_cb(uv_handle_t *handle)
+{
+	struct conn *conn = handle->data;
+
+	conn->ops->on_closed(conn);
+}
+
+void conn_close(struct conn *conn)
+{
+	if (uv_is_closing(&conn->h.handle))
+		return;
+	conn->closing = true;
+	conn->close_after_flush = false;
+	conn->want_read = false;
+	unpause_peer(conn);
+	if (conn->paused_by) {
+		conn->paused_by->paused_peer = NULL;
+		conn->paused_by = NULL;
+	}
+	list_remove(&conn->ready_node);
+	if (conn->reading)
+		uv_read_stop(&conn->h.stream);
+	conn->reading = false;
+	free(conn->held);
+	conn->held = NULL;
+	conn->held_len = conn->held_cap = 0;
+	drop_output(conn);
+	uv_close(&conn->h.handle, close_cb);
+}
+
+void conn_close_after_flush(struct conn *conn)
+{
+	if (conn->closing)
+		return;
+	conn_want_read(conn, false);
+	if (conn_flush(conn, NULL) < 0 || conn->writes_pending == 0) {
+		conn_close(conn);
+		return;
+	}
+	conn->closing = true;
+	conn->close_after_flush = true;
+}
+
+void conn_peer_name(struct conn *conn, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	int ss_len = sizeof(ss);
+	char host[64] = "?";
+	int port = 0;
+
+	if (conn->is_unix ||
+	    uv_tcp_getpeername(&conn->h.tcp, (struct sockaddr *)&ss, &ss_len) != 0) {
+		snprintf(buf, len, "unix:%d", 0);
+		return;
+	}
+	if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+		uv_ip6_name(a, host, sizeof(host));
+		port = ntohs(a->sin6_port);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+		uv_ip4_name(a, host, sizeof(host));
+		port = ntohs(a->sin_port);
+	}
+	snprintf(buf, len, "%s:%d", host, port);
+}

@@ -1,0 +1,439 @@
+/*
+ * login.c - a client's way in.
+ *
+ * Owns the startup packet (SSLRequest and GSSENCRequest are answered 'N';
+ * CancelRequest is routed), the startup parameters, authentication against
+ * auth_file by auth_type, and the welcome a pool's parameters make. Errors
+ * are PgBouncer's texts; the database is looked up only after a successful
+ * authentication so names cannot be probed.
+ */
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "admin.h"
+#include "auth.h"
+#include "client.h"
+#include "codec.h"
+#include "config.h"
+#include "log.h"
+#include "login.h"
+#include "pool.h"
+#include "server.h"
+#include "sluice.h"
+
+#define AUTH_FAILED "password authentication failed"
+#define SASL_FAILED "SASL authentication failed"
+
+static struct config *cfg_of(struct client *c)
+{
+	return c->ctx->config;
+}
+
+static void send_msgbuf(struct client *c, struct msgbuf *mb)
+{
+	conn_queue_msgbuf(&c->conn, mb);
+	msgbuf_free(mb);
+	if (conn_flush(&c->conn, NULL) < 0)
+		client_close(c, "write failed");
+}
+
+static void send_auth_request(struct client *c, uint32_t code, const void *data,
+                              size_t len)
+{
+	struct msgbuf mb;
+
+	msgbuf_init(&mb);
+	codec_put_auth(&mb, code, data, len);
+	send_msgbuf(c, &mb);
+}
+
+/* --- after authentication --------------------------------------------- */
+
+static bool is_admin_db(struct client *c)
+{
+	const struct db_config *db = config_find_db(cfg_of(c), c->database);
+
+	if (strcmp(c->database, "sluice") != 0 && strcmp(c->database, "pgbouncer") != 0)
+		return false;
+	/* A real [databases] entry of that name wins over the console. */
+	return !db || strcmp(db->name, "*") == 0;
+}
+
+static void admin_login(struct client *c)
+{
+	struct config *cfg = cfg_of(c);
+
+	c->is_admin_user = cfg->auth_type == AUTH_ANY ||
+	                   config_list_contains(cfg->admin_users, c->user);
+	if (!c->is_admin_user && !config_list_contains(cfg->stats_users, c->user)) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+		            "not allowed to connect to the admin console");
+		return;
+	}
+	admin_welcome(c);
+}
+
+static void authenticated(struct client *c)
+{
+	struct config *cfg = cfg_of(c);
+	const struct db_config *db;
+	struct pool *pool;
+
+	if (is_admin_db(c))
+		return admin_login(c);
+	db = config_find_db(cfg, c->database);
+	if (!db) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "no such database: %s",
+		            c->database);
+		return;
+	}
+	pool = pool_get(c->ctx, c->database, c->user, db,
+	                config_find_secret(cfg, c->user));
+	if (!pool) {
+		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
+		return;
+	}
+	if (c->scram.has_client_key && !pool->has_scram_client_key) {
+		memcpy(pool->scram_client_key, c->scram.client_key, 32);
+		memcpy(pool->scram_server_key, c->scram.server_key, 32);
+		pool->has_scram_client_key = true;
+	}
+	c->pool = pool;
+	c->state = CLIENT_WELCOME;
+	pool_wait_welcome(pool, c);
+}
+
+void client_welcome(struct client *c)
+{
+	struct config *cfg = cfg_of(c);
+	struct params *welcome = &c->pool->welcome_params;
+	struct msgbuf mb;
+
+	msgbuf_init(&mb);
+	codec_put_auth(&mb, PG_AUTH_OK, NULL, 0);
+	for (struct param *p = welcome->head; p; p = p->next) {
+		const char *mine = params_get(&c->params, p->name);
+		bool tracked = params_is_tracked(cfg, p->name);
+
+		if (tracked && !mine)
+			params_set(&c->params, p->name, p->value);
+		codec_put_parameter_status(&mb, p->name,
+		                           tracked && mine ? mine : p->value);
+	}
+	codec_put_backend_key(&mb, c->cancel_pid, c->cancel_key);
+	codec_put_ready(&mb, 'I');
+	c->state = CLIENT_IDLE;
+	send_msgbuf(c, &mb);
+	if (!c->conn.closing)
+		conn_want_read(&c->conn, true);
+}
+
+/* --- authentication --------------------------------------------------- */
+
+static void start_sasl(struct client *c)
+{
+	static const char mechanisms[] = "SCRAM-SHA-256\0";
+
+	c->state = CLIENT_AUTH_SASL;
+	send_auth_request(c, PG_AUTH_SASL, mechanisms, sizeof(mechanisms));
+}
+
+static void start_auth(struct client *c)
+{
+	struct config *cfg = cfg_of(c);
+	const char *secret = config_find_secret(cfg, c->user);
+
+	switch (cfg->auth_type) {
+	case AUTH_ANY:
+		return authenticated(c);
+	case AUTH_TRUST:
+		if (!secret) {
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, AUTH_FAILED);
+			return;
+		}
+		return authenticated(c);
+	case AUTH_PLAIN:
+		c->state = CLIENT_AUTH_PASSWORD;
+		return send_auth_request(c, PG_AUTH_CLEARTEXT, NULL, 0);
+	case AUTH_MD5:
+		if (secret && auth_secret_kind(secret) == AUTH_SECRET_SCRAM)
+			return start_sasl(c);
+		if (auth_random_bytes(c->md5_salt, sizeof(c->md5_salt)) < 0) {
+			client_fail(c, SQLSTATE_INTERNAL_ERROR, "no random bytes");
+			return;
+		}
+		c->state = CLIENT_AUTH_PASSWORD;
+		return send_auth_request(c, PG_AUTH_MD5, c->md5_salt, 4);
+	case AUTH_SCRAM:
+		return start_sasl(c);
+	}
+}
+
+static bool cleartext_matches(const char *secret, const char *user,
+                              const char *password)
+{
+	char md5[AUTH_MD5_LEN + 1];
+	size_t len = strlen(password);
+
+	switch (auth_secret_kind(secret)) {
+	case AUTH_SECRET_PLAIN:
+		return strlen(secret) == len && CRYPTO_memcmp(secret, password, len) == 0;
+	case AUTH_SECRET_MD5:
+		auth_md5_secret(password, user, md5);
+		return CRYPTO_memcmp(md5, secret, AUTH_MD5_LEN) == 0;
+	case AUTH_SECRET_SCRAM:
+		return false; /* a verifier cannot check a cleartext password here */
+	}
+	return false;
+}
+
+static void password_message(struct client *c, const uint8_t *body, size_t len)
+{
+	const char *secret = config_find_secret(cfg_of(c), c->user);
+	const char *password = len > 0 && body[len - 1] == 0 ? (const char *)body : NULL;
+	bool ok;
+
+	if (!password || !secret)
+		ok = false;
+	else if (cfg_of(c)->auth_type == AUTH_PLAIN)
+		ok = cleartext_matches(secret, c->user, password);
+	else
+		ok = auth_md5_check(secret, c->user, c->md5_salt, password);
+	if (!ok) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, AUTH_FAILED);
+		return;
+	}
+	authenticated(c);
+}
+
+/* An unknown user or an md5 secret still goes through the whole exchange,
+ * against a random password, so that the failure looks the same. */
+static const char *sasl_secret(struct client *c, char *dummy, size_t len)
+{
+	const char *secret = config_find_secret(cfg_of(c), c->user);
+	uint8_t random[16];
+
+	if (secret && auth_secret_kind(secret) != AUTH_SECRET_MD5)
+		return secret;
+	auth_random_bytes(random, sizeof(random));
+	for (size_t i = 0; i < sizeof(random) && 2 * i + 2 < len; i++)
+		snprintf(dummy + 2 * i, 3, "%02x", random[i]);
+	return dummy;
+}
+
+static void sasl_initial(struct client *c, const uint8_t *body, size_t len)
+{
+	char dummy[40] = "";
+	const char *secret = sasl_secret(c, dummy, sizeof(dummy));
+	struct codec_reader r;
+	const char *mechanism;
+	uint32_t data_len;
+	const uint8_t *data;
+	char *server_first = NULL;
+
+	codec_reader_init(&r, body, len);
+	mechanism = codec_get_str(&r);
+	data_len = codec_get_u32(&r);
+	data = codec_get_bytes(&r, data_len);
+	if (!mechanism || !data || strcmp(mechanism, "SCRAM-SHA-256") != 0 ||
+	    auth_scram_server_first(&c->scram, secret, (const char *)data, data_len,
+	                            &server_first) < 0) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, SASL_FAILED);
+		return;
+	}
+	c->state = CLIENT_AUTH_SASL_FINAL;
+	send_auth_request(c, PG_AUTH_SASL_CONTINUE, server_first, strlen(server_first));
+	free(server_first);
+}
+
+static void sasl_final(struct client *c, const uint8_t *body, size_t len)
+{
+	const char *secret = config_find_secret(cfg_of(c), c->user);
+	char *server_final = NULL;
+
+	if (!secret || auth_secret_kind(secret) == AUTH_SECRET_MD5 ||
+	    auth_scram_server_final(&c->scram, (const char *)body, len,
+	                            &server_final) < 0) {
+		free(server_final);
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, SASL_FAILED);
+		return;
+	}
+	send_auth_request(c, PG_AUTH_SASL_FINAL, server_final, strlen(server_final));
+	free(server_final);
+	if (!c->conn.closing)
+		authenticated(c);
+}
+
+/* --- startup packet --------------------------------------------------- */
+
+struct startup_walk {
+	struct client *client;
+	char bad[64];        /* the first unsupported parameter */
+};
+
+static int take_param(void *arg, const char *key, const char *value)
+{
+	struct startup_walk *w = arg;
+	struct client *c = w->client;
+	struct config *cfg = cfg_of(c);
+
+	if (strcmp(key, "user") == 0) {
+		free(c->user);
+		c->user = strdup(value);
+	} else if (strcmp(key, "database") == 0) {
+		free(c->database);
+		c->database = strdup(value);
+	} else if (params_is_tracked(cfg, key)) {
+		params_set(&c->params, key, value);
+	} else if (!config_list_contains(cfg->ignore_startup_parameters, key)) {
+		snprintf(w->bad, sizeof(w->bad), "%s", key);
+		return 1;
+	}
+	return 0;
+}
+
+static void add_host_to_app_name(struct client *c)
+{
+	const char *app = params_get(&c->params, "application_name");
+	char buf[256];
+
+	if (!cfg_of(c)->application_name_add_host)
+		return;
+	snprintf(buf, sizeof(buf), "%s - %s", app ? app : "", c->addr);
+	params_set(&c->params, "application_name", buf);
+}
+
+static void startup_message(struct client *c, const uint8_t *body, size_t len)
+{
+	struct startup_walk w = { .client = c };
+	int rc = codec_startup_params(body, len, take_param, &w);
+
+	if (c->over_limit) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+		            "no more connections allowed (max_client_conn)");
+		return;
+	}
+	if (rc == 1) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+		            "unsupported startup parameter: %s", w.bad);
+		return;
+	}
+	if (rc != CODEC_OK) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "malformed startup packet");
+		return;
+	}
+	if (!c->user || !*c->user) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "no username supplied");
+		return;
+	}
+	if (!c->database || !*c->database) {
+		free(c->database);
+		c->database = strdup(c->user);
+	}
+	add_host_to_app_name(c);
+	snprintf(c->conn.ident, sizeof(c->conn.ident), "C-%llu: %s/%s@%s",
+	         (unsigned long long)c->id, c->database, c->user, c->addr);
+	if (cfg_of(c)->log_connections)
+		log_info(&c->conn, "login attempt: db=%s user=%s tls=no", c->database,
+		         c->user);
+	start_auth(c);
+}
+
+static void cancel_message(struct client *c, const uint8_t *body, size_t len)
+{
+	struct codec_reader r;
+	struct client *target;
+	uint32_t pid;
+	uint32_t key;
+
+	codec_reader_init(&r, body, len);
+	pid = codec_get_u32(&r);
+	key = codec_get_u32(&r);
+	target = r.bad || r.pos != len ? NULL
+	                               : client_find_by_cancel_key(c->ctx, pid, key);
+	/* Only the server linked to that client right now, else nothing. */
+	if (target && target->server && target->server->state == SERVER_ACTIVE)
+		server_cancel(target->server);
+	client_close(c, "cancel request");
+}
+
+/* One startup-phase packet whole in data; returns bytes used or 0. */
+static size_t startup_packet(struct client *c, const uint8_t *data, size_t len)
+{
+	uint32_t plen;
+	uint32_t code;
+	enum codec_result rc = codec_read_startup(data, len, &plen, &code);
+
+	if (rc == CODEC_INVALID) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "bad startup packet length");
+		return len;
+	}
+	if (rc == CODEC_NEED_MORE || len < plen) {
+		conn_need(&c->conn, rc == CODEC_OK ? plen : 8);
+		return 0;
+	}
+	conn_need(&c->conn, 0);
+	if (code == PG_SSL_REQUEST || code == PG_GSSENC_REQUEST) {
+		conn_queue(&c->conn, "N", 1); /* TLS comes in a later release */
+		if (conn_flush(&c->conn, NULL) < 0)
+			client_close(c, "write failed");
+	} else if (code == PG_CANCEL_REQUEST) {
+		cancel_message(c, data + 8, plen - 8);
+	} else if (code >> 16 == 3) {
+		startup_message(c, data + 8, plen - 8);
+	} else {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+		            "unsupported protocol version %u.%u", code >> 16,
+		            code & 0xffff);
+	}
+	return plen;
+}
+
+/* One authentication message ('p') whole in data; returns bytes used or 0. */
+static size_t auth_packet(struct client *c, const uint8_t *data, size_t len)
+{
+	struct pg_header h;
+	enum codec_result rc = codec_read_header(data, len, 65536, &h);
+	const uint8_t *body = data + PG_HEADER_LEN;
+
+	if (rc == CODEC_INVALID || (rc == CODEC_OK && h.type != PG_MSG_PASSWORD)) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+		            "expected a password message during authentication");
+		return len;
+	}
+	if (rc == CODEC_NEED_MORE || len < (size_t)h.len + 1) {
+		conn_need(&c->conn, rc == CODEC_OK ? h.len + 1 : 0);
+		return 0;
+	}
+	conn_need(&c->conn, 0);
+	if (c->state == CLIENT_AUTH_PASSWORD)
+		password_message(c, body, h.len - 4);
+	else if (c->state == CLIENT_AUTH_SASL)
+		sasl_initial(c, body, h.len - 4);
+	else
+		sasl_final(c, body, h.len - 4);
+	return (size_t)h.len + 1;
+}
+
+size_t login_data(struct client *c, const uint8_t *data, size_t len)
+{
+	size_t pos = 0;
+
+	while (pos < len && !c->conn.closing) {
+		size_t n;
+
+		if (c->state == CLIENT_STARTUP)
+			n = startup_packet(c, data + pos, len - pos);
+		else if (c->state == CLIENT_AUTH_PASSWORD || c->state == CLIENT_AUTH_SASL ||
+		         c->state == CLIENT_AUTH_SASL_FINAL)
+			n = auth_packet(c, data + pos, len - pos);
+		else
+			break;
+		if (n == 0)
+			break;
+		pos += n;
+	}
+	return pos;
+}

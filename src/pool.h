@@ -1,0 +1,93 @@
+/*
+ * pool.h - server connections pooled per (database, user).
+ */
+#ifndef SLUICE_POOL_H
+#define SLUICE_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "list.h"
+#include "params.h"
+
+struct sluice;
+struct client;
+struct server;
+struct pg_error_fields;
+
+/* Where and how the pool's servers log in, copied from the config. */
+struct pool_target {
+	char *host;               /* NULL: default unix dir; '/': unix dir */
+	int port;
+	char *dbname;             /* server database */
+	char *user;               /* server login user */
+	char *password;           /* plain, md5 or SCRAM secret; NULL: none */
+	char *connect_query;
+	char *application_name;
+	char *client_encoding;
+	char *datestyle;
+	char *timezone;
+};
+
+struct pool {
+	struct list node;          /* on ctx->pools */
+	struct sluice *ctx;
+	char *db_name;             /* the name clients ask for */
+	char *user_name;           /* the client user */
+	struct pool_target target;
+	enum pool_mode pool_mode;
+	int pool_size;
+	struct list idle;          /* struct server, SERVER_IDLE, oldest first */
+	struct list used;          /* servers linked, busy inside, or logging in */
+	struct list waiting;       /* struct client, CLIENT_WAITING, FIFO */
+	struct list welcome;       /* clients in login waiting for params */
+	int server_count;          /* every server of the pool, any state */
+	struct params welcome_params; /* what the first server reported */
+	bool has_welcome;
+	uint8_t scram_client_key[32]; /* from a client's SCRAM proof, for */
+	uint8_t scram_server_key[32]; /* logging in with a SCRAM secret */
+	bool has_scram_client_key;
+	char *login_error;         /* last server login error, NULL: none */
+	uint64_t xact_count;       /* transactions done (releases) */
+	uint64_t query_count;      /* ReadyForQuery seen */
+	uint64_t wait_count;       /* clients that had to queue */
+};
+
+/*
+ * The pool for (db_name, user_name), created from db on first use.
+ * client_secret is the auth_file secret of the client's user, used when the
+ * database entry names no user/password. NULL on allocation failure.
+ */
+struct pool *pool_get(struct sluice *ctx, const char *db_name,
+                      const char *user_name, const struct db_config *db,
+                      const char *client_secret);
+
+/* A logged-in client waits for the pool's server parameters; it gets
+ * client_welcome() (or client_fail) once a server has logged in. */
+void pool_wait_welcome(struct pool *pool, struct client *client);
+
+/* A client has a query: gives it a server now or queues it (FIFO). */
+void pool_acquire(struct pool *pool, struct client *client);
+
+/* The client stops waiting (it disconnected). */
+void pool_cancel_wait(struct pool *pool, struct client *client);
+
+/* A clean server (ReadyForQuery 'I', nothing in flight, no client) goes
+ * to the first waiting client or to the idle list. */
+void pool_release(struct pool *pool, struct server *server);
+
+/* A server finished logging in; params are its ParameterStatus values. */
+void pool_server_ready(struct pool *pool, struct server *server);
+
+/* A server failed to log in (or its connect failed): err says why. */
+void pool_server_failed(struct pool *pool, const char *sqlstate,
+                        const char *message);
+
+/* The server is gone (closed): drop it from the pool's lists and counts. */
+void pool_server_gone(struct pool *pool, struct server *server);
+
+/* Frees every pool (at exit; their servers are closed already). */
+void pool_free_all(struct sluice *ctx);
+
+#endif

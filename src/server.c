@@ -1,0 +1,855 @@
+/*
+ * server.c - server connections: connect, log in, serve a client, clean up.
+ *
+ * Transitions (all through set_state, which moves lists and logs):
+ *
+ *   CONNECTING --connected--> LOGIN --ReadyForQuery--> pool_release -> IDLE
+ *   IDLE --server_assign--> INTERNAL (check / SET params) --> ACTIVE
+ *   ACTIVE --ReadyForQuery 'I', nothing in flight (transaction mode)-->
+ *        pool_release (maybe via INTERNAL reset) -> IDLE or ACTIVE again
+ *   ACTIVE --client gone--> INTERNAL (ROLLBACK / reset) --> IDLE, or closed
+ *
+ * A server whose last ReadyForQuery said 'T' or 'E' never reaches IDLE: it
+ * is rolled back first, or closed when that is not safe.
+ */
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "codec.h"
+#include "config.h"
+#include "log.h"
+#include "pool.h"
+#include "server.h"
+#include "sluice.h"
+
+/* Largest message a server may send; only parsed ones are held whole. */
+#define SERVER_MAX_MESSAGE 0x3fffffffu
+
+static const struct conn_ops server_ops;
+
+static const char *const state_names[] = {
+	[SERVER_CONNECTING] = "connecting",
+	[SERVER_LOGIN] = "login",
+	[SERVER_IDLE] = "idle",
+	[SERVER_INTERNAL] = "internal",
+	[SERVER_ACTIVE] = "active",
+};
+
+static struct config *cfg_of(struct server *s)
+{
+	return s->pool->ctx->config;
+}
+
+static void set_state(struct server *s, enum server_state state)
+{
+	list_remove(&s->node);
+	switch (state) {
+	case SERVER_IDLE:
+		list_append(&s->pool->idle, &s->node);
+		break;
+	case SERVER_CONNECTING:
+	case SERVER_LOGIN:
+	case SERVER_INTERNAL:
+	case SERVER_ACTIVE:
+		list_append(&s->pool->used, &s->node);
+		break;
+	}
+	log_debug(&s->conn, "%s -> %s", state_names[s->state], state_names[state]);
+	s->state = state;
+}
+
+static void send_now(struct server *s, struct msgbuf *mb)
+{
+	conn_queue_msgbuf(&s->conn, mb);
+	msgbuf_free(mb);
+	if (conn_flush(&s->conn, NULL) < 0)
+		server_close(s, "write failed");
+}
+
+/* --- connecting ------------------------------------------------------- */
+
+static void send_startup(struct server *s)
+{
+	const struct pool_target *t = &s->pool->target;
+	struct msgbuf mb;
+
+	msgbuf_init(&mb);
+	msgbuf_begin(&mb, 0);
+	msgbuf_put_u32(&mb, PG_PROTOCOL_3_0);
+	msgbuf_put_str(&mb, "user");
+	msgbuf_put_str(&mb, t->user);
+	msgbuf_put_str(&mb, "database");
+	msgbuf_put_str(&mb, t->dbname);
+	if (t->application_name) {
+		msgbuf_put_str(&mb, "application_name");
+		msgbuf_put_str(&mb, t->application_name);
+	}
+	if (t->client_encoding) {
+		msgbuf_put_str(&mb, "client_encoding");
+		msgbuf_put_str(&mb, t->client_encoding);
+	}
+	if (t->datestyle) {
+		msgbuf_put_str(&mb, "DateStyle");
+		msgbuf_put_str(&mb, t->datestyle);
+	}
+	if (t->timezone) {
+		msgbuf_put_str(&mb, "TimeZone");
+		msgbuf_put_str(&mb, t->timezone);
+	}
+	msgbuf_put_u8(&mb, 0);
+	msgbuf_end(&mb);
+	send_now(s, &mb);
+}
+
+static void login_failed(struct server *s, const char *sqlstate, const char *msg)
+{
+	log_warn(&s->conn, "server login failed: %s", msg);
+	pool_server_failed(s->pool, sqlstate, msg);
+	server_close(s, "login failed");
+}
+
+static void connect_cb(uv_connect_t *req, int status)
+{
+	struct server *s = req->data;
+	char msg[256];
+
+	if (status == UV_ECANCELED)
+		return;
+	if (status < 0) {
+		snprintf(msg, sizeof(msg), "could not connect to server: %s",
+		         uv_strerror(status));
+		login_failed(s, SQLSTATE_CONNECTION_FAILURE, msg);
+		return;
+	}
+	if (!s->conn.is_unix) {
+		struct config *cfg = cfg_of(s);
+
+		uv_tcp_nodelay(&s->conn.h.tcp, 1);
+		if (cfg->tcp_keepalive)
+			uv_tcp_keepalive(&s->conn.h.tcp, 1,
+			                 cfg->tcp_keepidle > 0 ? cfg->tcp_keepidle : 7200);
+	}
+	set_state(s, SERVER_LOGIN);
+	send_startup(s);
+	conn_want_read(&s->conn, true);
+}
+
+/* Resolves the target into s->addr; numeric addresses never block. */
+static int resolve(struct server *s)
+{
+	const struct pool_target *t = &s->pool->target;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res = NULL;
+	char port[16];
+	int rc;
+
+	snprintf(port, sizeof(port), "%d", t->port);
+	/* Host names go through the resolver synchronously; /etc/hosts names
+	 * such as localhost answer at once. */
+	rc = getaddrinfo(t->host, port, &hints, &res);
+	if (rc != 0 || !res)
+		return -1;
+	memcpy(&s->addr, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	return 0;
+}
+
+static int start_connect(struct server *s)
+{
+	const struct pool_target *t = &s->pool->target;
+	uv_loop_t *loop = s->pool->ctx->loop;
+	char path[256];
+
+	s->connect_req.data = s;
+	if (s->conn.is_unix) {
+		snprintf(path, sizeof(path), "%s/.s.PGSQL.%d",
+		         t->host ? t->host : "/var/run/postgresql", t->port);
+		uv_pipe_init(loop, &s->conn.h.pipe, 0);
+		uv_pipe_connect(&s->connect_req, &s->conn.h.pipe, path, connect_cb);
+		return 0;
+	}
+	uv_tcp_init(loop, &s->conn.h.tcp);
+	if (resolve(s) < 0)
+		return -1;
+	return uv_tcp_connect(&s->connect_req, &s->conn.h.tcp,
+	                      (const struct sockaddr *)&s->addr, connect_cb);
+}
+
+int server_launch(struct pool *pool)
+{
+	struct server *s = calloc(1, sizeof(*s));
+	const struct pool_target *t = &pool->target;
+	bool is_unix = !t->host || t->host[0] == '/';
+	int rc;
+
+	if (!s)
+		return -1;
+	s->pool = pool;
+	s->id = ++pool->ctx->next_server_id;
+	s->status = 'I';
+	conn_init(&s->conn, pool->ctx, &server_ops, s, is_unix);
+	s->conn.h.handle.data = &s->conn;
+	snprintf(s->conn.ident, sizeof(s->conn.ident), "S-%llu: %s/%s@%s:%d",
+	         (unsigned long long)s->id, pool->db_name, t->user,
+	         t->host ? t->host : "unix", t->port);
+	list_init(&s->node);
+	list_append(&pool->used, &s->node);
+	pool->server_count++;
+	rc = start_connect(s);
+	s->conn.h.handle.data = &s->conn;
+	if (rc < 0) {
+		login_failed(s, SQLSTATE_CONNECTION_FAILURE,
+		             "could not resolve or connect to server host");
+		return -1;
+	}
+	log_debug(&s->conn, "new server connection");
+	return 0;
+}
+
+/* --- login ------------------------------------------------------------ */
+
+static const char *login_secret(struct server *s)
+{
+	return s->pool->target.password;
+}
+
+static void answer_cleartext(struct server *s)
+{
+	const char *secret = login_secret(s);
+	struct msgbuf mb;
+
+	if (!secret || auth_secret_kind(secret) != AUTH_SECRET_PLAIN)
+		return login_failed(s, SQLSTATE_INVALID_PASSWORD,
+		                    "server asked for a cleartext password, but no plain-text password is configured");
+	msgbuf_init(&mb);
+	codec_put_password(&mb, secret, strlen(secret) + 1);
+	send_now(s, &mb);
+}
+
+static void answer_md5(struct server *s, struct codec_reader *r)
+{
+	const char *secret = login_secret(s);
+	const uint8_t *salt = codec_get_bytes(r, 4);
+	char response[AUTH_MD5_LEN + 1];
+	struct msgbuf mb;
+
+	if (!salt)
+		return login_failed(s, SQLSTATE_PROTOCOL_VIOLATION, "bad md5 request");
+	if (!secret || auth_secret_kind(secret) == AUTH_SECRET_SCRAM)
+		return login_failed(s, SQLSTATE_INVALID_PASSWORD,
+		                    "server asked for md5, but no plain-text or md5 password is configured");
+	auth_md5_response(secret, s->pool->target.user, salt, response);
+	msgbuf_init(&mb);
+	codec_put_password(&mb, response, strlen(response) + 1);
+	send_now(s, &mb);
+}
+
+static void answer_sasl(struct server *s, struct codec_reader *r)
+{
+	bool offered = false;
+	char *first = NULL;
+	struct msgbuf mb;
+
+	for (const char *mech; (mech = codec_get_str(r)) && *mech;)
+		if (strcmp(mech, "SCRAM-SHA-256") == 0)
+			offered = true;
+	if (!offered)
+		return login_failed(s, SQLSTATE_PROTOCOL_VIOLATION,
+		                    "server offers no SASL mechanism sluice supports");
+	if (auth_scram_client_first(&s->scram, &first) < 0)
+		return login_failed(s, SQLSTATE_INTERNAL_ERROR, "SCRAM setup failed");
+	msgbuf_init(&mb);
+	codec_put_sasl_initial(&mb, "SCRAM-SHA-256", first, strlen(first));
+	free(first);
+	send_now(s, &mb);
+}
+
+static void answer_sasl_continue(struct server *s, const uint8_t *data, size_t len)
+{
+	const char *secret = login_secret(s);
+	struct pool *pool = s->pool;
+	char *final = NULL;
+	struct msgbuf mb;
+	int rc = -1;
+
+	if (secret && auth_secret_kind(secret) == AUTH_SECRET_PLAIN)
+		rc = auth_scram_client_final(&s->scram, secret, (const char *)data,
+		                             len, &final);
+	else if (secret && pool->has_scram_client_key)
+		rc = auth_scram_client_final_keys(&s->scram, pool->scram_client_key,
+		                                  pool->scram_server_key,
+		                                  (const char *)data, len, &final);
+	if (rc < 0)
+		return login_failed(s, SQLSTATE_INVALID_PASSWORD,
+		                    "SCRAM login to server failed: no usable password");
+	msgbuf_init(&mb);
+	codec_put_password(&mb, final, strlen(final));
+	free(final);
+	send_now(s, &mb);
+}
+
+static void handle_auth(struct server *s, const uint8_t *body, size_t len)
+{
+	struct codec_reader r;
+	uint32_t code;
+
+	codec_reader_init(&r, body, len);
+	code = codec_get_u32(&r);
+	switch (code) {
+	case PG_AUTH_OK:
+		return;
+	case PG_AUTH_CLEARTEXT:
+		return answer_cleartext(s);
+	case PG_AUTH_MD5:
+		return answer_md5(s, &r);
+	case PG_AUTH_SASL:
+		return answer_sasl(s, &r);
+	case PG_AUTH_SASL_CONTINUE:
+		return answer_sasl_continue(s, body + 4, len - 4);
+	case PG_AUTH_SASL_FINAL:
+		if (auth_scram_client_verify(&s->scram, (const char *)body + 4, len - 4) < 0)
+			login_failed(s, SQLSTATE_PROTOCOL_VIOLATION,
+			             "server's SCRAM signature is wrong");
+		return;
+	default:
+		login_failed(s, SQLSTATE_FEATURE_NOT_SUPPORTED,
+		             "server asked for an authentication method sluice does not support");
+	}
+}
+
+static void record_parameter(struct server *s, const uint8_t *body, size_t len)
+{
+	struct codec_reader r;
+	const char *name;
+	const char *value;
+
+	codec_reader_init(&r, body, len);
+	name = codec_get_str(&r);
+	value = codec_get_str(&r);
+	if (!name || !value)
+		return;
+	params_set(&s->params, name, value);
+	/* While a client is linked (or being synced), what the server now
+	 * reports is what that client has set. */
+	if (s->client && params_is_tracked(cfg_of(s), name))
+		params_set(&s->client->params, name, value);
+}
+
+static void server_error_fields(const uint8_t *body, size_t len,
+                                struct pg_error_fields *err)
+{
+	if (codec_parse_error(body, len, err) != CODEC_OK) {
+		err->sqlstate = SQLSTATE_PROTOCOL_VIOLATION;
+		err->message = "malformed error from server";
+	}
+}
+
+static void run_internal(struct server *s, const char *sql, enum server_next next);
+static void cleanup(struct server *s);
+
+static void login_done(struct server *s)
+{
+	const char *connect_query = s->pool->target.connect_query;
+
+	if (log_enabled(LOG_LEVEL_INFO) && cfg_of(s)->log_connections)
+		log_info(&s->conn, "new connection to server");
+	pool_server_ready(s->pool, s);
+	if (connect_query && *connect_query)
+		run_internal(s, connect_query, SERVER_NEXT_RELEASE);
+	else
+		cleanup(s);
+}
+
+static void login_message(struct server *s, uint8_t type, const uint8_t *body,
+                          size_t len)
+{
+	struct pg_error_fields err;
+	struct codec_reader r;
+
+	switch (type) {
+	case PG_MSG_AUTH:
+		return handle_auth(s, body, len);
+	case PG_MSG_PARAMETER_STATUS:
+		return record_parameter(s, body, len);
+	case PG_MSG_BACKEND_KEY_DATA:
+		codec_reader_init(&r, body, len);
+		s->backend_pid = codec_get_u32(&r);
+		s->backend_key = codec_get_u32(&r);
+		return;
+	case PG_MSG_ERROR:
+		server_error_fields(body, len, &err);
+		return login_failed(s, err.sqlstate, err.message);
+	case PG_MSG_READY_FOR_QUERY:
+		s->status = len > 0 ? (char)body[0] : 'I';
+		return login_done(s);
+	case PG_MSG_NOTICE:
+		return;
+	default:
+		login_failed(s, SQLSTATE_PROTOCOL_VIOLATION,
+		             "unexpected message from server during login");
+	}
+}
+
+/* --- internal queries ------------------------------------------------- */
+
+static void run_internal(struct server *s, const char *sql, enum server_next next)
+{
+	struct msgbuf mb;
+
+	set_state(s, SERVER_INTERNAL);
+	s->next = next;
+	s->internal_failed = false;
+	s->expected_ready = 1;
+	log_debug(&s->conn, "internal query: %s", sql);
+	msgbuf_init(&mb);
+	codec_put_query(&mb, sql);
+	send_now(s, &mb);
+}
+
+static void link_client(struct server *s)
+{
+	set_state(s, SERVER_ACTIVE);
+	s->expected_ready = 0;
+	s->forward_left = 0;
+	client_linked(s->client);
+}
+
+/* Checks, then syncs parameters, then links: each step may need a query. */
+static void prepare_for_client(struct server *s, bool check)
+{
+	struct config *cfg = cfg_of(s);
+	uint64_t now = uv_now(s->pool->ctx->loop);
+	struct msgbuf sql;
+
+	if (check && cfg->server_check_query && *cfg->server_check_query &&
+	    now - s->last_used >= cfg->server_check_delay)
+		return run_internal(s, cfg->server_check_query, SERVER_NEXT_ASSIGN);
+	msgbuf_init(&sql);
+	if (params_sync_sql(cfg, &s->client->params, &s->params, &sql) > 0) {
+		msgbuf_put_u8(&sql, 0);
+		if (!sql.failed)
+			run_internal(s, (const char *)sql.data, SERVER_NEXT_LINK);
+		else
+			server_close(s, "out of memory");
+		msgbuf_free(&sql);
+		return;
+	}
+	msgbuf_free(&sql);
+	link_client(s);
+}
+
+void server_assign(struct server *s, struct client *client)
+{
+	s->client = client;
+	client->server = s;
+	set_state(s, SERVER_INTERNAL);
+	prepare_for_client(s, true);
+}
+
+/* Gets a server without a client back to clean idle: roll back, reset. */
+static void cleanup(struct server *s)
+{
+	const char *reset = cfg_of(s)->server_reset_query;
+
+	if (s->status != 'I')
+		return run_internal(s, "ROLLBACK", SERVER_NEXT_RELEASE);
+	if (s->needs_reset && reset && *reset) {
+		s->needs_reset = false;
+		return run_internal(s, reset, SERVER_NEXT_RELEASE);
+	}
+	s->needs_reset = false;
+	s->last_used = uv_now(s->pool->ctx->loop);
+	s->expected_ready = 0;
+	pool_release(s->pool, s);
+}
+
+void server_set_idle(struct server *s)
+{
+	set_state(s, SERVER_IDLE);
+}
+
+static void internal_done(struct server *s)
+{
+	struct client *client = s->client;
+
+	if (s->internal_failed && client && s->next == SERVER_NEXT_LINK) {
+		s->client = NULL;
+		client->server = NULL;
+		server_close(s, "parameter sync failed");
+		client_fail(client, SQLSTATE_PROTOCOL_VIOLATION,
+		            "could not set client parameters on the server");
+		return;
+	}
+	if (s->internal_failed) {
+		/* A failing check or reset: this server is not to be trusted;
+		 * its client (if any) queues again for another. */
+		s->client = NULL;
+		if (client)
+			client->server = NULL;
+		server_close(s, "internal query failed");
+		if (client)
+			pool_acquire(client->pool, client);
+		return;
+	}
+	if (!client || s->next == SERVER_NEXT_RELEASE)
+		return cleanup(s);
+	s->last_used = uv_now(s->pool->ctx->loop);
+	prepare_for_client(s, s->next != SERVER_NEXT_ASSIGN);
+}
+
+static void internal_message(struct server *s, uint8_t type, const uint8_t *body,
+                             size_t len)
+{
+	struct pg_error_fields err;
+
+	switch (type) {
+	case PG_MSG_READY_FOR_QUERY:
+		s->status = len > 0 ? (char)body[0] : 'E';
+		s->expected_ready = 0;
+		return internal_done(s);
+	case PG_MSG_ERROR:
+		server_error_fields(body, len, &err);
+		log_warn(&s->conn, "internal query failed: %s %s", err.sqlstate,
+		         err.message);
+		s->internal_failed = true;
+		return;
+	case PG_MSG_PARAMETER_STATUS:
+		return record_parameter(s, body, len);
+	default:
+		return; /* rows, tags and notices of our own queries */
+	}
+}
+
+/* --- serving a client ------------------------------------------------- */
+
+void server_expect_ready(struct server *s)
+{
+	s->expected_ready++;
+}
+
+static bool may_release(struct server *s)
+{
+	struct client *c = s->client;
+
+	if (s->expected_ready > 0 || c->batch_open || c->forward_left > 0)
+		return false;
+	switch (s->pool->pool_mode) {
+	case POOL_MODE_SESSION:
+	case POOL_MODE_INHERIT:
+		return false;
+	case POOL_MODE_TRANSACTION:
+		return s->status == 'I';
+	case POOL_MODE_STATEMENT:
+		return true;
+	}
+	return false;
+}
+
+static void release_from_client(struct server *s)
+{
+	struct client *c = s->client;
+
+	s->client = NULL;
+	c->server = NULL;
+	s->pool->xact_count++;
+	s->needs_reset = cfg_of(s)->server_reset_query_always;
+	client_unlinked(c);
+	cleanup(s);
+}
+
+/* ReadyForQuery while linked: forward it, then maybe give the server back. */
+static void active_ready(struct server *s, const uint8_t *msg, size_t len)
+{
+	struct client *c = s->client;
+
+	if (s->expected_ready == 0) {
+		server_close(s, "unexpected ReadyForQuery from server");
+		return;
+	}
+	s->expected_ready--;
+	s->status = len > PG_HEADER_LEN ? (char)msg[PG_HEADER_LEN] : 'E';
+	s->pool->query_count++;
+	if (s->pool->pool_mode == POOL_MODE_STATEMENT && s->status != 'I' &&
+	    s->expected_ready == 0) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+		            "transaction blocks not allowed in statement pooling mode");
+		return;
+	}
+	client_send(c, msg, len);
+	if (may_release(s)) {
+		if (conn_flush(&c->conn, &s->conn) < 0)
+			return client_close(c, "write failed");
+		release_from_client(s);
+	}
+}
+
+/* Handles one whole message or starts passing one through; returns bytes
+ * used, 0 when more bytes are needed. */
+static size_t active_message(struct server *s, const uint8_t *data, size_t len)
+{
+	struct pg_header h;
+	size_t whole;
+	size_t n;
+
+	if (codec_read_header(data, len, SERVER_MAX_MESSAGE, &h) != CODEC_OK)
+		return 0;
+	whole = (size_t)h.len + 1;
+	if (h.type == PG_MSG_READY_FOR_QUERY || h.type == PG_MSG_PARAMETER_STATUS) {
+		if (len < whole) {
+			conn_need(&s->conn, (uint32_t)whole);
+			return 0;
+		}
+		if (h.type == PG_MSG_PARAMETER_STATUS) {
+			record_parameter(s, data + PG_HEADER_LEN, whole - PG_HEADER_LEN);
+			client_send(s->client, data, whole);
+		} else {
+			active_ready(s, data, whole);
+		}
+		return whole;
+	}
+	n = len < whole ? len : whole;
+	client_send(s->client, data, n);
+	s->forward_left = (uint32_t)(whole - n);
+	return n;
+}
+
+static size_t active_data(struct server *s, const uint8_t *data, size_t len)
+{
+	size_t pos = 0;
+
+	while (pos < len && s->state == SERVER_ACTIVE && !s->conn.closing) {
+		struct client *c = s->client;
+		size_t n;
+
+		if (s->forward_left > 0) {
+			n = len - pos < s->forward_left ? len - pos : s->forward_left;
+			client_send(c, data + pos, n);
+			s->forward_left -= (uint32_t)n;
+		} else {
+			n = active_message(s, data + pos, len - pos);
+			if (n == 0)
+				break;
+		}
+		pos += n;
+	}
+	/* One write per read: a release above has flushed its client already. */
+	if (s->state == SERVER_ACTIVE && s->client &&
+	    conn_flush(&s->client->conn, &s->conn) < 0)
+		client_close(s->client, "write failed");
+	return pos;
+}
+
+/* --- reading ---------------------------------------------------------- */
+
+static void idle_message(struct server *s, uint8_t type, const uint8_t *body,
+                         size_t len)
+{
+	struct pg_error_fields err;
+
+	switch (type) {
+	case PG_MSG_PARAMETER_STATUS:
+		return record_parameter(s, body, len);
+	case PG_MSG_NOTICE:
+	case PG_MSG_NOTIFICATION:
+		return;
+	case PG_MSG_ERROR:
+		server_error_fields(body, len, &err);
+		log_warn(&s->conn, "idle server sent error: %s", err.message);
+		return server_close(s, "error from idle server");
+	default:
+		server_close(s, "unexpected message from idle server");
+	}
+}
+
+/* Dispatches whole messages in the states that parse everything. */
+static size_t whole_messages(struct server *s, const uint8_t *data, size_t len)
+{
+	enum server_state state = s->state;
+	size_t pos = 0;
+	struct pg_header h;
+
+	while (s->state == state && !s->conn.closing && state != SERVER_ACTIVE) {
+		enum codec_result rc = codec_read_header(data + pos, len - pos,
+		                                         SERVER_MAX_MESSAGE, &h);
+		const uint8_t *body = data + pos + PG_HEADER_LEN;
+
+		if (rc == CODEC_INVALID) {
+			server_close(s, "invalid message length from server");
+			return len;
+		}
+		if (rc == CODEC_NEED_MORE)
+			break;
+		if (len - pos < (size_t)h.len + 1) {
+			conn_need(&s->conn, h.len + 1);
+			break;
+		}
+		conn_need(&s->conn, 0);
+		pos += (size_t)h.len + 1;
+		if (state == SERVER_LOGIN)
+			login_message(s, h.type, body, h.len - 4);
+		else if (state == SERVER_INTERNAL)
+			internal_message(s, h.type, body, h.len - 4);
+		else
+			idle_message(s, h.type, body, h.len - 4);
+	}
+	return pos;
+}
+
+static size_t on_data(struct conn *conn, const uint8_t *data, size_t len)
+{
+	struct server *s = conn->owner;
+	size_t pos = 0;
+
+	while (pos < len && !conn->closing) {
+		size_t n;
+
+		switch (s->state) {
+		case SERVER_CONNECTING:
+			return pos;
+		case SERVER_LOGIN:
+		case SERVER_IDLE:
+		case SERVER_INTERNAL:
+			n = whole_messages(s, data + pos, len - pos);
+			break;
+		case SERVER_ACTIVE:
+			n = active_data(s, data + pos, len - pos);
+			break;
+		}
+		if (n == 0)
+			break;
+		pos += n;
+	}
+	return pos;
+}
+
+static void on_eof(struct conn *conn, int status)
+{
+	struct server *s = conn->owner;
+
+	if (s->state == SERVER_LOGIN || s->state == SERVER_CONNECTING)
+		pool_server_failed(s->pool, SQLSTATE_CONNECTION_FAILURE,
+		                   "server closed the connection during login");
+	server_close(s, status == UV_EOF ? "server disconnected" : uv_strerror(status));
+}
+
+static void on_closed(struct conn *conn)
+{
+	struct server *s = conn->owner;
+
+	params_free(&s->params);
+	auth_scram_client_free(&s->scram);
+	free(s);
+}
+
+static const struct conn_ops server_ops = {
+	.on_data = on_data,
+	.on_eof = on_eof,
+	.on_closed = on_closed,
+};
+
+void server_client_gone(struct server *s, bool client_mid_message, bool batch_open)
+{
+	s->client = NULL;
+	if (s->state != SERVER_ACTIVE)
+		return; /* INTERNAL: internal_done sees no client and cleans up */
+	if (client_mid_message || batch_open || s->expected_ready > 0 ||
+	    s->forward_left > 0) {
+		server_close(s, "client disconnected with a request in flight");
+		return;
+	}
+	s->pool->xact_count++;
+	s->needs_reset = s->pool->pool_mode == POOL_MODE_SESSION ||
+	                 cfg_of(s)->server_reset_query_always;
+	cleanup(s);
+}
+
+void server_close(struct server *s, const char *reason)
+{
+	struct client *client = s->client;
+
+	if (s->conn.closing)
+		return;
+	if (cfg_of(s)->log_disconnections)
+		log_info(&s->conn, "closing because: %s", reason);
+	s->client = NULL;
+	if (client) {
+		client->server = NULL;
+		client_fail(client, SQLSTATE_PROTOCOL_VIOLATION, "server conn crashed?");
+	}
+	pool_server_gone(s->pool, s);
+	conn_close(&s->conn);
+}
+
+/* --- cancel ----------------------------------------------------------- */
+
+/* A short-lived connection that carries one CancelRequest. */
+struct cancel_conn {
+	union {
+		uv_handle_t handle;
+		uv_stream_t stream;
+		uv_tcp_t tcp;
+		uv_pipe_t pipe;
+	} h;
+	uv_connect_t connect_req;
+	uv_write_t write_req;
+	struct msgbuf packet;
+};
+
+static void cancel_closed_cb(uv_handle_t *handle)
+{
+	struct cancel_conn *cc = handle->data;
+
+	msgbuf_free(&cc->packet);
+	free(cc);
+}
+
+static void cancel_written_cb(uv_write_t *req, int status)
+{
+	struct cancel_conn *cc = req->data;
+
+	(void)status;
+	uv_close(&cc->h.handle, cancel_closed_cb);
+}
+
+static void cancel_connected_cb(uv_connect_t *req, int status)
+{
+	struct cancel_conn *cc = req->data;
+	uv_buf_t buf = uv_buf_init((char *)cc->packet.data, (unsigned)cc->packet.len);
+
+	if (status < 0 ||
+	    uv_write(&cc->write_req, &cc->h.stream, &buf, 1, cancel_written_cb) < 0) {
+		if (!uv_is_closing(&cc->h.handle))
+			uv_close(&cc->h.handle, cancel_closed_cb);
+	}
+}
+
+void server_cancel(struct server *s)
+{
+	const struct pool_target *t = &s->pool->target;
+	uv_loop_t *loop = s->pool->ctx->loop;
+	struct cancel_conn *cc = calloc(1, sizeof(*cc));
+	char path[256];
+
+	if (!cc)
+		return;
+	cc->h.handle.data = cc;
+	cc->connect_req.data = cc;
+	cc->write_req.data = cc;
+	msgbuf_init(&cc->packet);
+	codec_put_cancel(&cc->packet, s->backend_pid, s->backend_key);
+	log_debug(&s->conn, "forwarding cancel request");
+	if (s->conn.is_unix) {
+		snprintf(path, sizeof(path), "%s/.s.PGSQL.%d",
+		         t->host ? t->host : "/var/run/postgresql", t->port);
+		uv_pipe_init(loop, &cc->h.pipe, 0);
+		uv_pipe_connect(&cc->connect_req, &cc->h.pipe, path, cancel_connected_cb);
+		return;
+	}
+	uv_tcp_init(loop, &cc->h.tcp);
+	if (uv_tcp_connect(&cc->connect_req, &cc->h.tcp,
+	                   (const struct sockaddr *)&s->addr, cancel_connected_cb) < 0)
+		uv_close(&cc->h.handle, cancel_closed_cb);
+}

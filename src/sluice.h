@@ -1,0 +1,41 @@
+/*
+ * sluice.h - the one context per event loop. Everything hangs off it; there
+ * are no globals, so that more loops (one per core) can come later.
+ */
+#ifndef SLUICE_H
+#define SLUICE_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "list.h"
+
+struct config;
+struct conn;
+struct listener;
+
+#define SLUICE_VERSION PACKAGE_VERSION
+/* Bytes read from a socket at once; one shared buffer per loop. */
+#define SLUICE_READ_CHUNK 65536
+
+struct sluice {
+	uv_loop_t *loop;
+	struct config *config;     /* current settings, owned */
+	struct list pools;         /* struct pool, by (database, user) */
+	struct list clients;       /* every struct client */
+	struct list cancels;       /* cancel requests on their way to servers */
+	struct listener *listeners;/* owned chain */
+	int client_count;          /* against max_client_conn */
+	uint64_t next_client_id;   /* C-<n> in logs and SHOW CLIENTS */
+	uint64_t next_server_id;   /* S-<n> */
+	uint8_t *read_chunk;       /* shared read buffer, SLUICE_READ_CHUNK bytes */
+	struct list ready;         /* conns with held bytes to process next tick */
+	uv_idle_t ready_idle;      /* runs ctx->ready while it is not empty */
+	uv_signal_t sigterm;
+	uv_signal_t sigint;
+	uv_signal_t sighup;
+	uv_timer_t housekeeping;   /* periodic checks (server_check_delay...) */
+	int exit_code;             /* what main returns */
+};
+
+#endif
