@@ -37,6 +37,11 @@ const char *conn_ident(const struct conn *conn)
 	return conn->ident;
 }
 
+static void ready_idle_cb(uv_idle_t *idle)
+{
+	conn_run_ready(idle->data);
+}
+
 static void schedule_ready(struct conn *conn)
 {
 	struct sluice *ctx = conn->ctx;
@@ -44,7 +49,7 @@ static void schedule_ready(struct conn *conn)
 	if (!list_empty(&conn->ready_node))
 		return;
 	if (list_empty(&ctx->ready))
-		uv_idle_start(&ctx->ready_idle, NULL);
+		uv_idle_start(&ctx->ready_idle, ready_idle_cb);
 	list_append(&ctx->ready, &conn->ready_node);
 }
 
@@ -134,6 +139,7 @@ static void process_held(struct conn *conn)
 	free(conn->held);
 	conn->held = NULL;
 	conn->held_cap = 0;
+	conn->need = 0; /* whatever it was waiting for has been used */
 }
 
 /* Offers bytes from the shared chunk; what is left is copied to held. */
@@ -141,8 +147,12 @@ static void process_chunk(struct conn *conn, const uint8_t *data, size_t len)
 {
 	size_t used = conn->ops->on_data(conn, data, len);
 
-	if (conn->closing || used == len)
+	if (conn->closing)
 		return;
+	if (used == len) {
+		conn->need = 0;
+		return;
+	}
 	if (grow_held(conn, len - used) < 0) {
 		conn->ops->on_eof(conn, UV_ENOBUFS);
 		return;

@@ -196,11 +196,6 @@ static void signal_cb(uv_signal_t *handle, int signum)
 	}
 }
 
-static void ready_cb(uv_idle_t *handle)
-{
-	conn_run_ready(handle->data);
-}
-
 static void watch_signal(struct sluice *ctx, uv_signal_t *sig, int signum)
 {
 	uv_signal_init(ctx->loop, sig);
@@ -213,9 +208,7 @@ static int run(struct sluice *ctx)
 	int rc;
 
 	uv_idle_init(ctx->loop, &ctx->ready_idle);
-	ctx->ready_idle.data = ctx;
-	uv_idle_start(&ctx->ready_idle, ready_cb);
-	uv_idle_stop(&ctx->ready_idle);
+	ctx->ready_idle.data = ctx; /* started by conn.c when bytes wait */
 	watch_signal(ctx, &ctx->sigterm, SIGTERM);
 	watch_signal(ctx, &ctx->sigint, SIGINT);
 	watch_signal(ctx, &ctx->sighup, SIGHUP);

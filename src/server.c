@@ -704,7 +704,7 @@ static size_t on_data(struct conn *conn, const uint8_t *data, size_t len)
 	size_t pos = 0;
 
 	while (pos < len && !conn->closing) {
-		size_t n;
+		size_t n = 0;
 
 		switch (s->state) {
 		case SERVER_CONNECTING:
