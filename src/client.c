@@ -63,16 +63,6 @@ void client_discard(struct client *c)
 	conn_close(&c->conn);
 }
 
-static void set_tcp_options(struct client *c)
-{
-	struct config *cfg = c->ctx->config;
-
-	uv_tcp_nodelay(&c->conn.h.tcp, 1);
-	if (cfg->tcp_keepalive)
-		uv_tcp_keepalive(&c->conn.h.tcp, 1,
-		                 cfg->tcp_keepidle > 0 ? cfg->tcp_keepidle : 7200);
-}
-
 void client_start(struct client *c)
 {
 	struct sluice *ctx = c->ctx;
@@ -88,7 +78,7 @@ void client_start(struct client *c)
 	if (c->conn.is_unix) {
 		snprintf(c->addr, sizeof(c->addr), "unix:%d", ctx->config->listen_port);
 	} else {
-		set_tcp_options(c);
+		conn_set_tcp_options(&c->conn, ctx->config);
 		conn_peer_name(&c->conn, c->addr, sizeof(c->addr));
 	}
 	snprintf(c->conn.ident, sizeof(c->conn.ident), "C-%llu: (nodb)/(nouser)@%s",

@@ -5,10 +5,14 @@
  * Owns nothing of the protocol: its owner (client.c or server.c) gets spans
  * of bytes and says how many it used.
  */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "codec.h"
+#include "config.h"
 #include "conn.h"
 #include "sluice.h"
 
@@ -389,4 +393,27 @@ void conn_peer_name(struct conn *conn, char *buf, size_t len)
 		port = ntohs(a->sin_port);
 	}
 	snprintf(buf, len, "%s:%d", host, port);
+}
+
+/* setsockopt on the connection's fd; failures only cost the tuning. */
+static void set_int_option(uv_os_fd_t fd, int level, int name, int value)
+{
+	if (value > 0)
+		setsockopt(fd, level, name, &value, sizeof(value));
+}
+
+void conn_set_tcp_options(struct conn *conn, const struct config *cfg)
+{
+	uv_os_fd_t fd;
+
+	if (conn->is_unix)
+		return;
+	uv_tcp_nodelay(&conn->h.tcp, 1);
+	if (!cfg->tcp_keepalive || uv_fileno(&conn->h.handle, &fd) != 0)
+		return;
+	set_int_option(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
+	set_int_option(fd, IPPROTO_TCP, TCP_KEEPIDLE, cfg->tcp_keepidle);
+	set_int_option(fd, IPPROTO_TCP, TCP_KEEPINTVL, cfg->tcp_keepintvl);
+	set_int_option(fd, IPPROTO_TCP, TCP_KEEPCNT, cfg->tcp_keepcnt);
+	set_int_option(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, cfg->tcp_user_timeout);
 }

@@ -20,6 +20,7 @@
 #include "list.h"
 
 struct sluice;
+struct config;
 struct conn;
 struct msgbuf;
 
@@ -105,6 +106,10 @@ void conn_close_after_flush(struct conn *conn);
 
 /* Runs on ctx->ready: offers held bytes to owners that want them. */
 void conn_run_ready(struct sluice *ctx);
+
+/* TCP_NODELAY, and keepalive with tcp_keepidle/intvl/cnt and
+ * tcp_user_timeout as configured; nothing for unix sockets. */
+void conn_set_tcp_options(struct conn *conn, const struct config *cfg);
 
 /* "addr:port" of the peer into buf ("unix" for unix sockets). */
 void conn_peer_name(struct conn *conn, char *buf, size_t len);

@@ -124,14 +124,7 @@ static void connect_cb(uv_connect_t *req, int status)
 		login_failed(s, SQLSTATE_CONNECTION_FAILURE, msg);
 		return;
 	}
-	if (!s->conn.is_unix) {
-		struct config *cfg = cfg_of(s);
-
-		uv_tcp_nodelay(&s->conn.h.tcp, 1);
-		if (cfg->tcp_keepalive)
-			uv_tcp_keepalive(&s->conn.h.tcp, 1,
-			                 cfg->tcp_keepidle > 0 ? cfg->tcp_keepidle : 7200);
-	}
+	conn_set_tcp_options(&s->conn, cfg_of(s));
 	set_state(s, SERVER_LOGIN);
 	send_startup(s);
 	conn_want_read(&s->conn, true);
