@@ -150,7 +150,8 @@ static void start_auth(struct client *c)
 		return authenticated(c);
 	case AUTH_TRUST:
 		if (!secret) {
-			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, AUTH_FAILED);
+			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+			            "\"trust\" authentication failed");
 			return;
 		}
 		return authenticated(c);
@@ -351,8 +352,7 @@ static void cancel_message(struct client *c, const uint8_t *body, size_t len)
 	codec_reader_init(&r, body, len);
 	pid = codec_get_u32(&r);
 	key = codec_get_u32(&r);
-	target = r.bad || r.pos != len ? NULL
-	                               : client_find_by_cancel_key(c->ctx, pid, key);
+	target = client_find_by_cancel_key(c->ctx, pid, key);
 	/* Only the server linked to that client right now, else nothing. */
 	if (target && target->server && target->server->state == SERVER_ACTIVE)
 		server_cancel(target->server);
@@ -379,6 +379,9 @@ static size_t startup_packet(struct client *c, const uint8_t *data, size_t len)
 		conn_queue(&c->conn, "N", 1); /* TLS comes in a later release */
 		if (conn_flush(&c->conn, NULL) < 0)
 			client_close(c, "write failed");
+	} else if (code == PG_CANCEL_REQUEST && plen != 16) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+		            "invalid length of cancel request");
 	} else if (code == PG_CANCEL_REQUEST) {
 		cancel_message(c, data + 8, plen - 8);
 	} else if (code >> 16 == 3) {
