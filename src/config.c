@@ -58,10 +58,14 @@ static const struct setting settings[] = {
 	{ SETTING(application_name_add_host, SETTING_BOOL, "0") },
 	{ SETTING(auth_file, SETTING_STR_OPT, NULL) },
 	{ SETTING(auth_type, SETTING_AUTH_TYPE, "md5") },
+	{ SETTING(autodb_idle_timeout, SETTING_TIME_MS, "3600") },
 	{ SETTING(cancel_wait_timeout, SETTING_TIME_MS, "10") },
 	{ SETTING(client_idle_timeout, SETTING_TIME_MS, "0") },
 	{ SETTING(client_login_timeout, SETTING_TIME_MS, "60") },
 	{ SETTING(default_pool_size, SETTING_INT, "20"), .max = INT_MAX },
+	{ SETTING(idle_transaction_log_statement_length, SETTING_INT, "256"),
+	  .min = 16, .max = 1048576 },
+	{ SETTING(idle_transaction_log_timeout, SETTING_TIME_MS, "0") },
 	{ SETTING(idle_transaction_timeout, SETTING_TIME_MS, "0") },
 	{ SETTING(ignore_startup_parameters, SETTING_STR, "") },
 	{ SETTING(listen_addr, SETTING_STR_OPT, NULL),
@@ -76,9 +80,11 @@ static const struct setting settings[] = {
 	{ SETTING(log_stats, SETTING_BOOL, "1") },
 	{ SETTING(logfile, SETTING_STR_OPT, NULL) },
 	{ SETTING(max_client_conn, SETTING_INT, "100"), .min = 1, .max = INT_MAX },
+	{ SETTING(max_db_client_connections, SETTING_INT, "0"), .max = INT_MAX },
 	{ SETTING(max_db_connections, SETTING_INT, "0"), .max = INT_MAX },
 	{ SETTING(max_packet_size, SETTING_INT, "2147483647"),
 	  .min = 1024, .max = INT_MAX },
+	{ SETTING(max_user_client_connections, SETTING_INT, "0"), .max = INT_MAX },
 	{ SETTING(max_user_connections, SETTING_INT, "0"), .max = INT_MAX },
 	{ SETTING(min_pool_size, SETTING_INT, "0"), .max = INT_MAX },
 	{ SETTING(pidfile, SETTING_STR_OPT, NULL), .at_start_only = true },
@@ -86,6 +92,7 @@ static const struct setting settings[] = {
 	  .min = 1024, .max = INT_MAX, .at_start_only = true },
 	{ SETTING(pool_mode, SETTING_POOL_MODE, "session") },
 	{ SETTING(query_timeout, SETTING_TIME_MS, "0") },
+	{ SETTING(query_wait_notify, SETTING_TIME_MS, "5") },
 	{ SETTING(query_wait_timeout, SETTING_TIME_MS, "120") },
 	{ SETTING(reserve_pool_size, SETTING_INT, "0"), .max = INT_MAX },
 	{ SETTING(reserve_pool_timeout, SETTING_TIME_MS, "5") },
@@ -121,14 +128,14 @@ static const struct setting settings[] = {
  * a warning, not an error, so that a real pgbouncer.ini still starts. */
 static const char *const pgbouncer_only_settings[] = {
 	"auth_dbname", "auth_hba_file", "auth_ident_file", "auth_ldap_options",
-	"auth_query", "auth_user", "autodb_idle_timeout",
+	"auth_query", "auth_user",
 	"client_tls13_ciphers", "client_tls_ca_file", "client_tls_cert_file",
 	"client_tls_ciphers", "client_tls_dheparams", "client_tls_ecdhcurve",
 	"client_tls_key_file", "client_tls_protocols", "client_tls_sslmode",
 	"conffile", "disable_pqexec", "dns_max_ttl", "dns_nxdomain_ttl",
-	"dns_zone_check_period", "job_name", "max_db_client_connections",
-	"max_prepared_statements", "max_user_client_connections", "peer_id",
-	"query_wait_notify", "resolv_conf", "sbuf_loopcnt", "scram_iterations",
+	"dns_zone_check_period", "job_name",
+	"max_prepared_statements", "peer_id",
+	"resolv_conf", "sbuf_loopcnt", "scram_iterations",
 	"server_fast_close", "server_round_robin", "server_tls13_ciphers",
 	"server_tls_ca_file", "server_tls_cert_file", "server_tls_ciphers",
 	"server_tls_key_file", "server_tls_protocols", "server_tls_sslmode",
@@ -141,6 +148,7 @@ enum param_type {
 	PARAM_COUNT,     /* int >= 0 */
 	PARAM_PORT,      /* int, 1..65535 */
 	PARAM_POOL_MODE, /* enum pool_mode */
+	PARAM_TIME_MS,   /* int64_t ms; seconds in the file, fractions too */
 	PARAM_LATER,     /* PgBouncer's, not implemented yet: warned about */
 };
 
@@ -175,17 +183,25 @@ static const struct param db_params[] = {
 	LATER_PARAM(auth_query),
 	LATER_PARAM(auth_user),
 	LATER_PARAM(load_balance_hosts),
-	LATER_PARAM(max_db_client_connections),
-	LATER_PARAM(server_lifetime),
+	DB_PARAM(max_db_client_connections, PARAM_COUNT),
+	DB_PARAM(query_wait_timeout, PARAM_TIME_MS),
+	DB_PARAM(server_lifetime, PARAM_TIME_MS),
+	DB_PARAM(idle_transaction_log_timeout, PARAM_TIME_MS),
 	LATER_PARAM(target_session_attrs),
 };
 
 static const struct param user_params[] = {
 	USER_PARAM(pool_mode, PARAM_POOL_MODE),
 	USER_PARAM(max_user_connections, PARAM_COUNT),
-	LATER_PARAM(client_idle_timeout),
-	LATER_PARAM(max_user_client_connections),
-	LATER_PARAM(pool_size),
+	USER_PARAM(pool_size, PARAM_COUNT),
+	USER_PARAM(reserve_pool_size, PARAM_COUNT),
+	USER_PARAM(max_user_client_connections, PARAM_COUNT),
+	USER_PARAM(query_timeout, PARAM_TIME_MS),
+	USER_PARAM(query_wait_timeout, PARAM_TIME_MS),
+	USER_PARAM(idle_transaction_timeout, PARAM_TIME_MS),
+	USER_PARAM(transaction_timeout, PARAM_TIME_MS),
+	USER_PARAM(client_idle_timeout, PARAM_TIME_MS),
+	USER_PARAM(idle_transaction_log_timeout, PARAM_TIME_MS),
 };
 
 /* Whose key=value list is read, and how messages call it. */
@@ -595,6 +611,16 @@ static int next_pair(char **pp, char **key, char **value)
 	return **value ? 1 : -1;
 }
 
+static int parse_time_param(const char *value, int64_t *out)
+{
+	uint64_t ms;
+	int rc = parse_time_ms(value, &ms);
+
+	if (rc == 0)
+		*out = (int64_t)ms;
+	return rc;
+}
+
 /* Sets one field of obj (a db_config or user_config) from its text. */
 static int set_param(void *obj, const struct param *param, const char *value)
 {
@@ -614,6 +640,8 @@ static int set_param(void *obj, const struct param *param, const char *value)
 		return parse_int(value, 1, 65535, field);
 	case PARAM_POOL_MODE:
 		return parse_pool_mode(value, field);
+	case PARAM_TIME_MS:
+		return parse_time_param(value, field);
 	case PARAM_LATER:
 		return 0;
 	}
@@ -682,6 +710,9 @@ static struct db_config *db_new(const char *name, const struct ini_entry *e)
 	db->port = DEFAULT_SERVER_PORT;
 	db->pool_size = db->min_pool_size = db->reserve_pool = -1;
 	db->max_db_connections = -1;
+	db->max_db_client_connections = -1;
+	db->query_wait_timeout = db->server_lifetime = -1;
+	db->idle_transaction_log_timeout = -1;
 	db->pool_mode = POOL_MODE_INHERIT;
 	return db;
 }
@@ -773,6 +804,11 @@ static int user_entry(struct load_state *st, const char *name,
 	}
 	user->pool_mode = POOL_MODE_INHERIT;
 	user->max_user_connections = -1;
+	user->pool_size = user->reserve_pool_size = -1;
+	user->max_user_client_connections = -1;
+	user->query_timeout = user->query_wait_timeout = -1;
+	user->idle_transaction_timeout = user->transaction_timeout = -1;
+	user->client_idle_timeout = user->idle_transaction_log_timeout = -1;
 	rc = parse_params(st, &user_param_list, name, user, text);
 	if (rc < 0)
 		goto fail;

@@ -45,6 +45,11 @@ struct db_config {
 	char *client_encoding;  /* startup values for the server, NULL: none */
 	char *datestyle;
 	char *timezone;
+	/* per-database overrides; -1 (or CONFIG_UNSET) when not given */
+	int64_t query_wait_timeout;   /* ms */
+	int64_t server_lifetime;      /* ms */
+	int64_t idle_transaction_log_timeout; /* ms */
+	int max_db_client_connections;
 	unsigned line;          /* where it was defined, for messages */
 	char *file;
 	struct db_config *next;
@@ -55,6 +60,16 @@ struct user_config {
 	char *name;
 	enum pool_mode pool_mode;  /* POOL_MODE_INHERIT when not given */
 	int max_user_connections;  /* -1 when not given */
+	/* per-user overrides, PgBouncer 1.24+; -1 when not given */
+	int pool_size;
+	int reserve_pool_size;
+	int max_user_client_connections;
+	int64_t query_timeout;            /* ms */
+	int64_t query_wait_timeout;       /* ms */
+	int64_t idle_transaction_timeout; /* ms */
+	int64_t transaction_timeout;      /* ms */
+	int64_t client_idle_timeout;      /* ms */
+	int64_t idle_transaction_log_timeout; /* ms */
 	struct user_config *next;
 };
 
@@ -131,6 +146,14 @@ struct config {
 	uint64_t client_login_timeout;     /* 60000 */
 	uint64_t idle_transaction_timeout; /* 0 */
 	uint64_t transaction_timeout;      /* 0 */
+	uint64_t autodb_idle_timeout;      /* 3600000 */
+	uint64_t query_wait_notify;        /* 5000 */
+	int max_db_client_connections;     /* 0 = unlimited */
+	int max_user_client_connections;   /* 0 = unlimited */
+
+	/* leak detector */
+	uint64_t idle_transaction_log_timeout; /* ms, 0 = off */
+	int idle_transaction_log_statement_length; /* bytes, 256 */
 
 	/* logging */
 	char *logfile;            /* NULL: stderr only */
