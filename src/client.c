@@ -92,16 +92,30 @@ void client_start(struct client *c)
 
 /* --- query phase ------------------------------------------------------ */
 
+/* A request that owes a ReadyForQuery: stamps the query and transaction
+ * start when nothing else was in flight. */
+static void request_sent(struct client *c)
+{
+	if (server_expect_ready(c->server) == 1) {
+		uint64_t now = uv_now(c->ctx->loop);
+
+		c->query_start = now;
+		if (!c->xact_start)
+			c->xact_start = now;
+	}
+}
+
 /* Notes what a message owes before it goes to the server. */
 static void track_message(struct client *c, uint8_t type)
 {
+	c->idle_xact_since = 0;
 	switch (type) {
 	case PG_MSG_QUERY:
 	case PG_MSG_FUNCTION_CALL:
-		server_expect_ready(c->server);
+		request_sent(c);
 		break;
 	case PG_MSG_SYNC:
-		server_expect_ready(c->server);
+		request_sent(c);
 		c->batch_open = false;
 		break;
 	case PG_MSG_PARSE:
@@ -206,6 +220,8 @@ static size_t on_data(struct conn *conn, const uint8_t *data, size_t len)
 void client_linked(struct client *c)
 {
 	c->state = CLIENT_ACTIVE;
+	c->wait_start = 0;
+	c->wait_notified = false;
 	conn_want_read(&c->conn, true);
 }
 
@@ -213,7 +229,22 @@ void client_unlinked(struct client *c)
 {
 	c->state = CLIENT_IDLE;
 	c->batch_open = false;
+	c->xact_start = c->query_start = c->idle_xact_since = 0;
+	c->query_timed_out = false;
+	c->idle_since = uv_now(c->ctx->loop);
 	conn_want_read(&c->conn, true);
+}
+
+void client_ready(struct client *c, char status, bool done)
+{
+	if (!done)
+		return;
+	c->query_start = 0;
+	c->query_timed_out = false;
+	if (status == 'I')
+		c->xact_start = 0;
+	else
+		c->idle_xact_since = uv_now(c->ctx->loop);
 }
 
 void client_send(struct client *c, const void *data, size_t len)
@@ -251,6 +282,10 @@ static void detach(struct client *c)
 		break;
 	}
 	c->server = NULL;
+	if (c->pool && c->state != CLIENT_STARTUP) {
+		c->pool->client_count--;
+		c->pool->last_active = uv_now(c->ctx->loop);
+	}
 	if (!list_empty(&c->node)) {
 		list_remove(&c->node);
 		c->ctx->client_count--;

@@ -50,6 +50,14 @@ struct client {
 	uint8_t md5_salt[4];
 	struct scram_server scram;
 	uint64_t connect_time;     /* uv_now() at accept */
+	/* Deadlines count from these uv_now() stamps; 0 means "not now". */
+	uint64_t wait_start;       /* queued for a server (query_wait_timeout) */
+	uint64_t idle_since;       /* unlinked and idle (client_idle_timeout) */
+	uint64_t xact_start;       /* first request of the open transaction */
+	uint64_t query_start;      /* oldest request still unanswered */
+	uint64_t idle_xact_since;  /* ReadyForQuery 'T'/'E', nothing sent since */
+	bool wait_notified;        /* query_wait_notify sent for this wait */
+	bool query_timed_out;      /* query_timeout fired, cancel sent */
 };
 
 /* A new client on ctx with its handle initialised (tcp or unix) so the
@@ -68,6 +76,10 @@ void client_welcome(struct client *client);
 
 /* The server is ready for the client's messages. */
 void client_linked(struct client *client);
+
+/* The linked server sent ReadyForQuery with status; done when nothing
+ * else is in flight. Keeps the query and transaction clocks. */
+void client_ready(struct client *client, char status, bool done);
 
 /* The server is released (transaction mode) or gone: back to idle. */
 void client_unlinked(struct client *client);

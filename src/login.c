@@ -14,6 +14,7 @@
 
 #include "admin.h"
 #include "auth.h"
+#include "cancel.h"
 #include "client.h"
 #include "codec.h"
 #include "config.h"
@@ -75,6 +76,47 @@ static void admin_login(struct client *c)
 	admin_welcome(c);
 }
 
+/* Logged-in clients of the same database (same_db) or user; O(clients),
+ * paid only when a cap is set. */
+static int count_clients(struct client *c, bool same_db)
+{
+	int n = 0;
+
+	for (struct list *l = c->ctx->clients.next; l != &c->ctx->clients; l = l->next) {
+		struct client *o = LIST_ENTRY(l, struct client, node);
+
+		if (o->pool && strcmp(same_db ? o->database : o->user,
+		                      same_db ? c->database : c->user) == 0)
+			n++;
+	}
+	return n;
+}
+
+/* max_db_client_connections / max_user_client_connections, as PgBouncer
+ * 1.24: the per-entry value wins over the main section's. */
+static bool over_client_caps(struct client *c, const struct db_config *db)
+{
+	const struct config *cfg = cfg_of(c);
+	const struct user_config *uc = config_find_user(cfg, c->user);
+	int db_cap = db->max_db_client_connections >= 0 ?
+	             db->max_db_client_connections : cfg->max_db_client_connections;
+	int user_cap = uc && uc->max_user_client_connections >= 0 ?
+	               uc->max_user_client_connections :
+	               cfg->max_user_client_connections;
+
+	if (db_cap > 0 && count_clients(c, true) >= db_cap) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+		            "client connections exceeded (max_db_client_connections)");
+		return true;
+	}
+	if (user_cap > 0 && count_clients(c, false) >= user_cap) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+		            "client connections exceeded (max_user_client_connections)");
+		return true;
+	}
+	return false;
+}
+
 static void authenticated(struct client *c)
 {
 	struct config *cfg = cfg_of(c);
@@ -89,6 +131,8 @@ static void authenticated(struct client *c)
 		            c->database);
 		return;
 	}
+	if (over_client_caps(c, db))
+		return;
 	pool = pool_get(c->ctx, c->database, c->user, db,
 	                config_find_secret(cfg, c->user));
 	if (!pool) {
@@ -101,6 +145,8 @@ static void authenticated(struct client *c)
 		pool->has_scram_client_key = true;
 	}
 	c->pool = pool;
+	pool->client_count++;
+	pool->last_active = uv_now(c->ctx->loop);
 	c->state = CLIENT_WELCOME;
 	pool_wait_welcome(pool, c);
 }
@@ -125,6 +171,7 @@ void client_welcome(struct client *c)
 	codec_put_backend_key(&mb, c->cancel_pid, c->cancel_key);
 	codec_put_ready(&mb, 'I');
 	c->state = CLIENT_IDLE;
+	c->idle_since = uv_now(c->ctx->loop);
 	send_msgbuf(c, &mb);
 	if (!c->conn.closing)
 		conn_want_read(&c->conn, true);
@@ -355,7 +402,7 @@ static void cancel_message(struct client *c, const uint8_t *body, size_t len)
 	target = client_find_by_cancel_key(c->ctx, pid, key);
 	/* Only the server linked to that client right now, else nothing. */
 	if (target && target->server && target->server->state == SERVER_ACTIVE)
-		server_cancel(target->server);
+		cancel_send(target->server);
 	client_close(c, "cancel request");
 }
 

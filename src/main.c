@@ -23,6 +23,7 @@
 #include "pool.h"
 #include "server.h"
 #include "sluice.h"
+#include "timer.h"
 
 struct options {
 	bool daemon;
@@ -170,6 +171,7 @@ static void close_pool_servers(struct pool *pool)
 static void shutdown_now(struct sluice *ctx, const char *why)
 {
 	log_info(NULL, "%s, shutting down", why);
+	ctx->shutting_down = true;
 	listener_stop_all(ctx);
 	while (!list_empty(&ctx->clients))
 		client_close(LIST_ENTRY(ctx->clients.next, struct client, node), "shutdown");
@@ -179,6 +181,7 @@ static void shutdown_now(struct sluice *ctx, const char *why)
 	uv_close((uv_handle_t *)&ctx->sigint, NULL);
 	uv_close((uv_handle_t *)&ctx->sighup, NULL);
 	uv_close((uv_handle_t *)&ctx->ready_idle, NULL);
+	timer_stop(ctx);
 }
 
 static void signal_cb(uv_signal_t *handle, int signum)
@@ -212,6 +215,7 @@ static int run(struct sluice *ctx)
 	watch_signal(ctx, &ctx->sigterm, SIGTERM);
 	watch_signal(ctx, &ctx->sigint, SIGINT);
 	watch_signal(ctx, &ctx->sighup, SIGHUP);
+	timer_start(ctx);
 	if (listener_start_all(ctx) < 0) {
 		shutdown_now(ctx, "cannot listen");
 		uv_run(ctx->loop, UV_RUN_DEFAULT);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "codec.h"
 #include "log.h"
 #include "pool.h"
 #include "server.h"
@@ -32,7 +33,7 @@ static void free_target(struct pool_target *t)
 	free(t->timezone);
 }
 
-static void free_pool(struct pool *pool)
+void pool_free(struct pool *pool)
 {
 	list_remove(&pool->node);
 	free(pool->db_name);
@@ -45,15 +46,66 @@ static void free_pool(struct pool *pool)
 
 static enum pool_mode effective_mode(const struct config *cfg,
                                      const struct db_config *db,
-                                     const char *user)
+                                     const struct user_config *uc)
 {
-	const struct user_config *uc = config_find_user(cfg, user);
-
 	if (uc && uc->pool_mode != POOL_MODE_INHERIT)
 		return uc->pool_mode;
 	if (db->pool_mode != POOL_MODE_INHERIT)
 		return db->pool_mode;
 	return cfg->pool_mode;
+}
+
+/* The first of user, db that is set (>= 0), else the global value. */
+static uint64_t pick_ms(int64_t user, int64_t db, uint64_t global)
+{
+	if (user >= 0)
+		return (uint64_t)user;
+	return db >= 0 ? (uint64_t)db : global;
+}
+
+static int pick_int(int user, int db, int global)
+{
+	if (user >= 0)
+		return user;
+	return db >= 0 ? db : global;
+}
+
+static void compute_limits(struct pool_limits *l, const struct config *cfg,
+                           const struct db_config *db,
+                           const struct user_config *uc)
+{
+	static const struct user_config none = {
+		.pool_size = -1, .reserve_pool_size = -1,
+		.max_user_connections = -1, .query_timeout = -1,
+		.query_wait_timeout = -1, .idle_transaction_timeout = -1,
+		.transaction_timeout = -1, .client_idle_timeout = -1,
+		.idle_transaction_log_timeout = -1,
+	};
+
+	if (!uc)
+		uc = &none;
+	l->pool_size = pick_int(uc->pool_size, db->pool_size, cfg->default_pool_size);
+	l->min_pool_size = pick_int(-1, db->min_pool_size, cfg->min_pool_size);
+	l->reserve_pool = pick_int(uc->reserve_pool_size, db->reserve_pool,
+	                           cfg->reserve_pool_size);
+	l->max_db_connections = pick_int(-1, db->max_db_connections,
+	                                 cfg->max_db_connections);
+	l->max_user_connections = pick_int(uc->max_user_connections, -1,
+	                                   cfg->max_user_connections);
+	l->query_timeout = pick_ms(uc->query_timeout, -1, cfg->query_timeout);
+	l->query_wait_timeout = pick_ms(uc->query_wait_timeout,
+	                                db->query_wait_timeout,
+	                                cfg->query_wait_timeout);
+	l->idle_transaction_timeout = pick_ms(uc->idle_transaction_timeout, -1,
+	                                      cfg->idle_transaction_timeout);
+	l->transaction_timeout = pick_ms(uc->transaction_timeout, -1,
+	                                 cfg->transaction_timeout);
+	l->client_idle_timeout = pick_ms(uc->client_idle_timeout, -1,
+	                                 cfg->client_idle_timeout);
+	l->server_lifetime = pick_ms(-1, db->server_lifetime, cfg->server_lifetime);
+	l->idle_transaction_log_timeout = pick_ms(uc->idle_transaction_log_timeout,
+	                                          db->idle_transaction_log_timeout,
+	                                          cfg->idle_transaction_log_timeout);
 }
 
 static int fill_target(struct pool_target *t, const struct config *cfg,
@@ -112,15 +164,17 @@ struct pool *pool_get(struct sluice *ctx, const char *db_name,
 	list_append(&ctx->pools, &pool->node);
 	pool->db_name = strdup(db_name);
 	pool->user_name = strdup(login_user);
-	pool->pool_mode = effective_mode(cfg, db, user_name);
-	pool->pool_size = db->pool_size >= 0 ? db->pool_size : cfg->default_pool_size;
+	pool->pool_mode = effective_mode(cfg, db, config_find_user(cfg, user_name));
+	compute_limits(&pool->limits, cfg, db, config_find_user(cfg, user_name));
+	pool->autodb = strcmp(db->name, "*") == 0;
+	pool->last_active = uv_now(ctx->loop);
 	if (!pool->db_name || !pool->user_name ||
 	    fill_target(&pool->target, cfg, db, db_name, login_user, client_secret) < 0) {
-		free_pool(pool);
+		pool_free(pool);
 		return NULL;
 	}
 	log_info(NULL, "new pool %s/%s: %s mode, pool_size %d", db_name, login_user,
-	         config_pool_mode_name(pool->pool_mode), pool->pool_size);
+	         config_pool_mode_name(pool->pool_mode), pool->limits.pool_size);
 	return pool;
 }
 
@@ -135,15 +189,123 @@ static bool has_login_in_progress(struct pool *pool)
 	return false;
 }
 
+bool pool_login_backoff(const struct pool *pool)
+{
+	uint64_t retry = pool->ctx->config->server_login_retry;
+
+	return pool->login_failed_at &&
+	       uv_now(pool->ctx->loop) - pool->login_failed_at < retry;
+}
+
+/* Servers of every pool that shares pool's database or user budget. */
+static int budget_used(struct pool *pool, bool same_db)
+{
+	struct sluice *ctx = pool->ctx;
+	int n = 0;
+
+	for (struct list *l = ctx->pools.next; l != &ctx->pools; l = l->next) {
+		struct pool *p = LIST_ENTRY(l, struct pool, node);
+
+		if (same_db ? strcmp(p->db_name, pool->db_name) == 0
+		            : strcmp(p->user_name, pool->user_name) == 0)
+			n += p->server_count;
+	}
+	return n;
+}
+
+static bool within_budgets(struct pool *pool)
+{
+	int max_db = pool->limits.max_db_connections;
+	int max_user = pool->limits.max_user_connections;
+
+	return (max_db <= 0 || budget_used(pool, true) < max_db) &&
+	       (max_user <= 0 || budget_used(pool, false) < max_user);
+}
+
+/* Closes the longest-idle server of another pool on the same budget, so a
+ * pool with waiting clients is not starved by idle servers elsewhere. */
+static bool evict_idle_elsewhere(struct pool *pool)
+{
+	struct sluice *ctx = pool->ctx;
+	struct server *victim = NULL;
+
+	for (struct list *l = ctx->pools.next; l != &ctx->pools; l = l->next) {
+		struct pool *p = LIST_ENTRY(l, struct pool, node);
+		struct server *oldest;
+
+		if (p == pool || list_empty(&p->idle) ||
+		    (strcmp(p->db_name, pool->db_name) != 0 &&
+		     strcmp(p->user_name, pool->user_name) != 0))
+			continue;
+		oldest = LIST_ENTRY(p->idle.next, struct server, node);
+		if (!victim || oldest->last_used < victim->last_used)
+			victim = oldest;
+	}
+	if (victim)
+		server_close(victim, "evicted for a pool with waiting clients "
+		             "(max_db_connections/max_user_connections)");
+	return victim != NULL;
+}
+
+/* How many servers the pool may have now: pool_size, plus reserve_pool once
+ * the oldest waiting client has waited reserve_pool_timeout. */
+static int allowed_servers(struct pool *pool)
+{
+	struct sluice *ctx = pool->ctx;
+	int allowed = pool->limits.pool_size;
+
+	if (!list_empty(&pool->waiting)) {
+		struct client *first = LIST_ENTRY(pool->waiting.next, struct client,
+		                                  pool_node);
+
+		if (uv_now(ctx->loop) - first->wait_start >=
+		    ctx->config->reserve_pool_timeout)
+			allowed += pool->limits.reserve_pool;
+	}
+	return allowed;
+}
+
+void pool_launch_needed(struct pool *pool)
+{
+	int connecting = 0;
+	int wanted;
+
+	if (pool->ctx->shutting_down || pool_login_backoff(pool))
+		return;
+	for (struct list *l = pool->used.next; l != &pool->used; l = l->next) {
+		struct server *s = LIST_ENTRY(l, struct server, node);
+
+		connecting += s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN;
+	}
+	/* Servers already logging in will serve the first waiters. */
+	wanted = (int)list_count(&pool->waiting) - connecting;
+	if (!list_empty(&pool->welcome) && pool->server_count == 0)
+		wanted = 1;
+	if (wanted < pool->limits.min_pool_size - pool->server_count)
+		wanted = pool->limits.min_pool_size - pool->server_count;
+	while (wanted-- > 0 && pool->server_count < allowed_servers(pool)) {
+		if (!within_budgets(pool) && !evict_idle_elsewhere(pool))
+			return;
+		if (server_launch(pool) < 0)
+			return;
+	}
+}
+
 void pool_wait_welcome(struct pool *pool, struct client *client)
 {
 	if (pool->has_welcome) {
 		client_welcome(client);
 		return;
 	}
+	if (pool_login_backoff(pool) && pool->login_error) {
+		client_fail(client, SQLSTATE_CONNECTION_FAILURE,
+		            "server login has been failing, cached error: %s "
+		            "(server_login_retry)", pool->login_error);
+		return;
+	}
 	list_append(&pool->welcome, &client->pool_node);
 	if (!has_login_in_progress(pool))
-		server_launch(pool);
+		pool_launch_needed(pool);
 }
 
 void pool_acquire(struct pool *pool, struct client *client)
@@ -157,10 +319,10 @@ void pool_acquire(struct pool *pool, struct client *client)
 		server_assign(LIST_ENTRY(last, struct server, node), client);
 		return;
 	}
+	client->wait_start = uv_now(pool->ctx->loop);
 	list_append(&pool->waiting, &client->pool_node);
 	pool->wait_count++;
-	if (pool->server_count < pool->pool_size)
-		server_launch(pool);
+	pool_launch_needed(pool);
 }
 
 void pool_cancel_wait(struct pool *pool, struct client *client)
@@ -169,12 +331,48 @@ void pool_cancel_wait(struct pool *pool, struct client *client)
 	list_remove(&client->pool_node);
 }
 
+/* Another pool on the same db/user budget whose first client has waited
+ * longest and which cannot open a server of its own; NULL if none. */
+static struct pool *starved_pool(struct pool *pool)
+{
+	struct sluice *ctx = pool->ctx;
+	struct pool *best = NULL;
+	uint64_t best_since = 0;
+
+	if (pool->limits.max_db_connections <= 0 &&
+	    pool->limits.max_user_connections <= 0)
+		return NULL;
+	for (struct list *l = ctx->pools.next; l != &ctx->pools; l = l->next) {
+		struct pool *p = LIST_ENTRY(l, struct pool, node);
+		struct client *first;
+
+		if (p == pool || list_empty(&p->waiting) || within_budgets(p) ||
+		    (strcmp(p->db_name, pool->db_name) != 0 &&
+		     strcmp(p->user_name, pool->user_name) != 0))
+			continue;
+		first = LIST_ENTRY(p->waiting.next, struct client, pool_node);
+		if (!best || first->wait_start < best_since) {
+			best = p;
+			best_since = first->wait_start;
+		}
+	}
+	return best;
+}
+
 void pool_release(struct pool *pool, struct server *server)
 {
 	struct list *first = list_pop(&pool->waiting);
+	struct pool *starved;
 
 	if (first) {
 		server_assign(server, LIST_ENTRY(first, struct client, pool_node));
+		return;
+	}
+	starved = starved_pool(pool);
+	if (starved) {
+		/* Hand the budget over: arrival order across pools that share it. */
+		server_close(server, "released for a pool with waiting clients");
+		pool_launch_needed(starved);
 		return;
 	}
 	server_set_idle(server);
@@ -186,6 +384,7 @@ void pool_server_ready(struct pool *pool, struct server *server)
 
 	free(pool->login_error);
 	pool->login_error = NULL;
+	pool->login_failed_at = 0;
 	if (!pool->has_welcome) {
 		if (params_copy(&pool->welcome_params, &server->params) < 0)
 			return;
@@ -202,13 +401,10 @@ void pool_server_failed(struct pool *pool, const char *sqlstate,
 
 	free(pool->login_error);
 	pool->login_error = strdup(message);
+	pool->login_failed_at = uv_now(pool->ctx->loop);
+	/* Clients logging in get the server's own error, as PgBouncer 1.24;
+	 * queued clients wait (query_wait_timeout) for the retry. */
 	while ((l = list_pop(&pool->welcome)) != NULL)
-		client_fail(LIST_ENTRY(l, struct client, pool_node), sqlstate, "%s",
-		            message);
-	/* With no other server to wait for, queued clients would hang. */
-	if (pool->server_count > 1)
-		return;
-	while ((l = list_pop(&pool->waiting)) != NULL)
 		client_fail(LIST_ENTRY(l, struct client, pool_node), sqlstate, "%s",
 		            message);
 }
@@ -217,12 +413,11 @@ void pool_server_gone(struct pool *pool, struct server *server)
 {
 	list_remove(&server->node);
 	pool->server_count--;
-	if (!list_empty(&pool->waiting) && pool->server_count < pool->pool_size)
-		server_launch(pool);
+	pool_launch_needed(pool);
 }
 
 void pool_free_all(struct sluice *ctx)
 {
 	while (!list_empty(&ctx->pools))
-		free_pool(LIST_ENTRY(ctx->pools.next, struct pool, node));
+		pool_free(LIST_ENTRY(ctx->pools.next, struct pool, node));
 }

@@ -30,6 +30,37 @@ struct pool_target {
 	char *timezone;
 };
 
+/* The settings that govern a pool and its clients, resolved from the
+ * [users] entry, then the [databases] entry, then the main section. */
+struct pool_limits {
+	int pool_size;
+	int min_pool_size;
+	int reserve_pool;
+	int max_db_connections;       /* 0: unlimited */
+	int max_user_connections;     /* 0: unlimited */
+	uint64_t query_timeout;       /* ms, 0: off (as every one below) */
+	uint64_t query_wait_timeout;
+	uint64_t idle_transaction_timeout;
+	uint64_t transaction_timeout;
+	uint64_t client_idle_timeout;
+	uint64_t server_lifetime;
+	uint64_t idle_transaction_log_timeout;
+};
+
+/* What a timeout firing is counted as, per pool. */
+enum pool_timeout_kind {
+	TIMEOUT_QUERY_WAIT,
+	TIMEOUT_QUERY,
+	TIMEOUT_CANCEL_WAIT,
+	TIMEOUT_IDLE_TRANSACTION,
+	TIMEOUT_TRANSACTION,
+	TIMEOUT_CLIENT_IDLE,
+	TIMEOUT_SERVER_IDLE,
+	TIMEOUT_SERVER_LIFETIME,
+	TIMEOUT_SERVER_CONNECT,
+	TIMEOUT_KINDS,
+};
+
 struct pool {
 	struct list node;          /* on ctx->pools */
 	struct sluice *ctx;
@@ -37,7 +68,12 @@ struct pool {
 	char *user_name;           /* the client user */
 	struct pool_target target;
 	enum pool_mode pool_mode;
-	int pool_size;
+	struct pool_limits limits;
+	bool autodb;               /* made from the "*" entry */
+	int client_count;          /* logged-in clients of this pool */
+	uint64_t last_active;      /* uv_now() when a client last left or came */
+	uint64_t login_failed_at;  /* uv_now() of the last failed login, 0: none */
+	uint64_t timeouts[TIMEOUT_KINDS]; /* firings, for the admin console */
 	struct list idle;          /* struct server, SERVER_IDLE, oldest first */
 	struct list used;          /* servers linked, busy inside, or logging in */
 	struct list waiting;       /* struct client, CLIENT_WAITING, FIFO */
@@ -67,6 +103,14 @@ struct pool *pool_get(struct sluice *ctx, const char *db_name,
  * client_welcome() (or client_fail) once a server has logged in. */
 void pool_wait_welcome(struct pool *pool, struct client *client);
 
+/* Opens servers the pool needs now: for waiting clients within pool_size
+ * (reserve_pool after reserve_pool_timeout) and the db/user budgets, and up
+ * to min_pool_size; never within server_login_retry of a failed login. */
+void pool_launch_needed(struct pool *pool);
+
+/* True while a failed login keeps new ones off (server_login_retry). */
+bool pool_login_backoff(const struct pool *pool);
+
 /* A client has a query: gives it a server now or queues it (FIFO). */
 void pool_acquire(struct pool *pool, struct client *client);
 
@@ -86,6 +130,9 @@ void pool_server_failed(struct pool *pool, const char *sqlstate,
 
 /* The server is gone (closed): drop it from the pool's lists and counts. */
 void pool_server_gone(struct pool *pool, struct server *server);
+
+/* Frees a pool that has no clients and no servers (autodb_idle_timeout). */
+void pool_free(struct pool *pool);
 
 /* Frees every pool (at exit; their servers are closed already). */
 void pool_free_all(struct sluice *ctx);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cancel.h"
 #include "client.h"
 #include "codec.h"
 #include "config.h"
@@ -36,6 +37,7 @@ static const char *const state_names[] = {
 	[SERVER_IDLE] = "idle",
 	[SERVER_INTERNAL] = "internal",
 	[SERVER_ACTIVE] = "active",
+	[SERVER_CANCELING] = "canceling",
 };
 
 static struct config *cfg_of(struct server *s)
@@ -54,6 +56,7 @@ static void set_state(struct server *s, enum server_state state)
 	case SERVER_LOGIN:
 	case SERVER_INTERNAL:
 	case SERVER_ACTIVE:
+	case SERVER_CANCELING:
 		list_append(&s->pool->used, &s->node);
 		break;
 	}
@@ -171,6 +174,18 @@ static int start_connect(struct server *s)
 	                      (const struct sockaddr *)&s->addr, connect_cb);
 }
 
+/* Up to a tenth less than server_lifetime, at random, so that servers
+ * opened together are not all recycled together. */
+static uint64_t spread_lifetime(uint64_t lifetime)
+{
+	uint32_t r = 0;
+
+	if (lifetime == 0)
+		return 0;
+	auth_random_bytes((uint8_t *)&r, sizeof(r));
+	return lifetime - (uint64_t)((double)r / UINT32_MAX * (double)lifetime / 10);
+}
+
 int server_launch(struct pool *pool)
 {
 	struct server *s = calloc(1, sizeof(*s));
@@ -183,6 +198,8 @@ int server_launch(struct pool *pool)
 	s->pool = pool;
 	s->id = ++pool->ctx->next_server_id;
 	s->status = 'I';
+	s->connect_time = uv_now(pool->ctx->loop);
+	s->lifetime = spread_lifetime(pool->limits.server_lifetime);
 	conn_init(&s->conn, pool->ctx, &server_ops, s, is_unix);
 	s->conn.h.handle.data = &s->conn;
 	snprintf(s->conn.ident, sizeof(s->conn.ident), "S-%llu: %s/%s@%s:%d",
@@ -343,6 +360,7 @@ static void server_error_fields(const uint8_t *body, size_t len,
 static void run_internal(struct server *s, const char *sql, enum server_next next);
 static void cleanup(struct server *s);
 
+
 static void login_done(struct server *s)
 {
 	const char *connect_query = s->pool->target.connect_query;
@@ -454,8 +472,18 @@ static void cleanup(struct server *s)
 		return run_internal(s, reset, SERVER_NEXT_RELEASE);
 	}
 	s->needs_reset = false;
-	s->last_used = uv_now(s->pool->ctx->loop);
 	s->expected_ready = 0;
+	if (s->cancels_in_flight > 0) {
+		/* A late cancel must not hit the next client's query. */
+		set_state(s, SERVER_CANCELING);
+		return;
+	}
+	s->last_used = uv_now(s->pool->ctx->loop);
+	if (s->lifetime && s->last_used - s->connect_time >= s->lifetime) {
+		s->pool->timeouts[TIMEOUT_SERVER_LIFETIME]++;
+		server_close(s, "server_lifetime");
+		return;
+	}
 	pool_release(s->pool, s);
 }
 
@@ -518,9 +546,9 @@ static void internal_message(struct server *s, uint8_t type, const uint8_t *body
 
 /* --- serving a client ------------------------------------------------- */
 
-void server_expect_ready(struct server *s)
+uint32_t server_expect_ready(struct server *s)
 {
-	s->expected_ready++;
+	return ++s->expected_ready;
 }
 
 static bool may_release(struct server *s)
@@ -572,11 +600,36 @@ static void active_ready(struct server *s, const uint8_t *msg, size_t len)
 		return;
 	}
 	client_send(c, msg, len);
+	client_ready(c, s->status, s->expected_ready == 0);
 	if (may_release(s)) {
 		if (conn_flush(&c->conn, &s->conn) < 0)
 			return client_close(c, "write failed");
 		release_from_client(s);
 	}
+}
+
+/* The error that ends a query sluice canceled for query_timeout: the
+ * client learns why, in PostgreSQL's own form (ERROR 57014, connection
+ * still usable). Any other error passes unchanged. */
+static void timed_out_error(struct server *s, const uint8_t *msg, size_t len)
+{
+	struct pg_error_fields err;
+	char text[160];
+	struct msgbuf mb;
+
+	if (codec_parse_error(msg + PG_HEADER_LEN, len - PG_HEADER_LEN, &err) != CODEC_OK ||
+	    strcmp(err.sqlstate, SQLSTATE_QUERY_CANCELED) != 0) {
+		client_send(s->client, msg, len);
+		return;
+	}
+	snprintf(text, sizeof(text),
+	         "query timeout: canceling statement after query_timeout (%llu ms)",
+	         (unsigned long long)s->pool->limits.query_timeout);
+	msgbuf_init(&mb);
+	codec_put_error(&mb, "ERROR", SQLSTATE_QUERY_CANCELED, text);
+	if (!mb.failed)
+		client_send(s->client, mb.data, mb.len);
+	msgbuf_free(&mb);
 }
 
 /* Handles one whole message or starts passing one through; returns bytes
@@ -590,12 +643,15 @@ static size_t active_message(struct server *s, const uint8_t *data, size_t len)
 	if (codec_read_header(data, len, SERVER_MAX_MESSAGE, &h) != CODEC_OK)
 		return 0;
 	whole = (size_t)h.len + 1;
-	if (h.type == PG_MSG_READY_FOR_QUERY || h.type == PG_MSG_PARAMETER_STATUS) {
+	if (h.type == PG_MSG_READY_FOR_QUERY || h.type == PG_MSG_PARAMETER_STATUS ||
+	    (h.type == PG_MSG_ERROR && s->client->query_timed_out)) {
 		if (len < whole) {
 			conn_need(&s->conn, (uint32_t)whole);
 			return 0;
 		}
-		if (h.type == PG_MSG_PARAMETER_STATUS) {
+		if (h.type == PG_MSG_ERROR) {
+			timed_out_error(s, data, whole);
+		} else if (h.type == PG_MSG_PARAMETER_STATUS) {
 			record_parameter(s, data + PG_HEADER_LEN, whole - PG_HEADER_LEN);
 			client_send(s->client, data, whole);
 		} else {
@@ -705,6 +761,7 @@ static size_t on_data(struct conn *conn, const uint8_t *data, size_t len)
 		case SERVER_LOGIN:
 		case SERVER_IDLE:
 		case SERVER_INTERNAL:
+		case SERVER_CANCELING:
 			n = whole_messages(s, data + pos, len - pos);
 			break;
 		case SERVER_ACTIVE:
@@ -767,6 +824,8 @@ void server_close(struct server *s, const char *reason)
 		return;
 	if (cfg_of(s)->log_disconnections)
 		log_info(&s->conn, "closing because: %s", reason);
+	cancel_forget_server(s);
+	s->cancels_in_flight = 0;
 	s->client = NULL;
 	if (client) {
 		client->server = NULL;
@@ -776,73 +835,34 @@ void server_close(struct server *s, const char *reason)
 	conn_close(&s->conn);
 }
 
-/* --- cancel ----------------------------------------------------------- */
-
-/* A short-lived connection that carries one CancelRequest. */
-struct cancel_conn {
-	union {
-		uv_handle_t handle;
-		uv_stream_t stream;
-		uv_tcp_t tcp;
-		uv_pipe_t pipe;
-	} h;
-	uv_connect_t connect_req;
-	uv_write_t write_req;
-	struct msgbuf packet;
-};
-
-static void cancel_closed_cb(uv_handle_t *handle)
+void server_cancel_finished(struct server *s)
 {
-	struct cancel_conn *cc = handle->data;
-
-	msgbuf_free(&cc->packet);
-	free(cc);
-}
-
-static void cancel_written_cb(uv_write_t *req, int status)
-{
-	struct cancel_conn *cc = req->data;
-
-	(void)status;
-	uv_close(&cc->h.handle, cancel_closed_cb);
-}
-
-static void cancel_connected_cb(uv_connect_t *req, int status)
-{
-	struct cancel_conn *cc = req->data;
-	uv_buf_t buf = uv_buf_init((char *)cc->packet.data, (unsigned)cc->packet.len);
-
-	if (status < 0 ||
-	    uv_write(&cc->write_req, &cc->h.stream, &buf, 1, cancel_written_cb) < 0) {
-		if (!uv_is_closing(&cc->h.handle))
-			uv_close(&cc->h.handle, cancel_closed_cb);
-	}
-}
-
-void server_cancel(struct server *s)
-{
-	const struct pool_target *t = &s->pool->target;
-	uv_loop_t *loop = s->pool->ctx->loop;
-	struct cancel_conn *cc = calloc(1, sizeof(*cc));
-	char path[256];
-
-	if (!cc)
+	if (--s->cancels_in_flight > 0 || s->state != SERVER_CANCELING)
 		return;
-	cc->h.handle.data = cc;
-	cc->connect_req.data = cc;
-	cc->write_req.data = cc;
-	msgbuf_init(&cc->packet);
-	codec_put_cancel(&cc->packet, s->backend_pid, s->backend_key);
-	log_debug(&s->conn, "forwarding cancel request");
-	if (s->conn.is_unix) {
-		snprintf(path, sizeof(path), "%s/.s.PGSQL.%d",
-		         t->host ? t->host : "/var/run/postgresql", t->port);
-		uv_pipe_init(loop, &cc->h.pipe, 0);
-		uv_pipe_connect(&cc->connect_req, &cc->h.pipe, path, cancel_connected_cb);
-		return;
+	set_state(s, SERVER_INTERNAL);
+	cleanup(s);
+}
+
+void server_connect_timed_out(struct server *s)
+{
+	s->pool->timeouts[TIMEOUT_SERVER_CONNECT]++;
+	log_warn(&s->conn, "server_connect_timeout (%llu ms) reached while connecting",
+	         (unsigned long long)cfg_of(s)->server_connect_timeout);
+	login_failed(s, SQLSTATE_CONNECTION_FAILURE,
+	             "server_connect_timeout reached while connecting to the server");
+}
+
+void server_cancel_timed_out(struct server *s)
+{
+	struct client *c = s->client;
+
+	s->pool->timeouts[TIMEOUT_CANCEL_WAIT]++;
+	log_warn(&s->conn, "cancel_wait_timeout (%llu ms) reached: closing server",
+	         (unsigned long long)cfg_of(s)->cancel_wait_timeout);
+	if (c) {
+		s->client = NULL;
+		c->server = NULL;
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "query timeout");
 	}
-	uv_tcp_init(loop, &cc->h.tcp);
-	if (uv_tcp_connect(&cc->connect_req, &cc->h.tcp,
-	                   (const struct sockaddr *)&s->addr, cancel_connected_cb) < 0)
-		uv_close(&cc->h.handle, cancel_closed_cb);
+	server_close(s, "cancel_wait_timeout");
 }

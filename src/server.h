@@ -21,6 +21,8 @@ enum server_state {
 	SERVER_IDLE,       /* logged in, clean, no client; on pool->idle */
 	SERVER_INTERNAL,   /* running sluice's own query; on pool->used */
 	SERVER_ACTIVE,     /* linked to a client; on pool->used */
+	SERVER_CANCELING,  /* no client; a cancel request for it is still on
+	                      its way, so it is not reused yet; on pool->used */
 };
 
 /* What follows when an internal query is answered. */
@@ -48,6 +50,10 @@ struct server {
 	uint64_t last_used;        /* uv_now() when last released */
 	struct scram_client scram; /* SCRAM login state */
 	bool needs_reset;          /* run server_reset_query before reuse */
+	uint64_t connect_time;     /* uv_now() at launch */
+	uint64_t lifetime;         /* server_lifetime, spread per server; 0: off */
+	int cancels_in_flight;     /* cancel connections not yet closed */
+	uint64_t cancel_deadline;  /* cancel_wait_timeout after query_timeout */
 	uv_connect_t connect_req;  /* SERVER_CONNECTING */
 	struct sockaddr_storage addr; /* where it connected, for cancels */
 };
@@ -65,19 +71,26 @@ void server_assign(struct server *server, struct client *client);
 /* Puts a clean server on its pool's idle list. */
 void server_set_idle(struct server *server);
 
-/* The client forwarded a message that owes a ReadyForQuery. */
-void server_expect_ready(struct server *server);
+/* The client forwarded a message that owes a ReadyForQuery; returns how
+ * many are owed now. */
+uint32_t server_expect_ready(struct server *server);
 
 /* The linked client went away: clean up the server (release, roll back or
  * close, never return it dirty). */
 void server_client_gone(struct server *server, bool client_mid_message,
                         bool batch_open);
 
-/* Sends a CancelRequest for the server's current query over a new
- * connection. */
-void server_cancel(struct server *server);
+/* The last cancel request for server is done: reuse it if it waits. */
+void server_cancel_finished(struct server *server);
 
 /* Closes the server; the pool forgets it. Safe twice. */
 void server_close(struct server *server, const char *reason);
+
+/* A login that took longer than server_connect_timeout: fails it. */
+void server_connect_timed_out(struct server *server);
+
+/* The linked client's query ran past query_timeout and its cancel past
+ * cancel_wait_timeout: closes the server, the client gets FATAL. */
+void server_cancel_timed_out(struct server *server);
 
 #endif

@@ -5,6 +5,7 @@
 #ifndef SLUICE_H
 #define SLUICE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -36,6 +37,7 @@ struct sluice {
 	uv_signal_t sighup;
 	uv_timer_t housekeeping;   /* periodic checks (server_check_delay...) */
 	int exit_code;             /* what main returns */
+	bool shutting_down;        /* no new servers, no new clients */
 };
 
 #endif
