@@ -54,6 +54,7 @@ static void free_client(struct client *c)
 	free(c->user);
 	free(c->database);
 	params_free(&c->params);
+	leak_free(&c->leak);
 	auth_scram_server_free(&c->scram);
 	free(c);
 }
@@ -108,6 +109,8 @@ static void request_sent(struct client *c)
 /* Notes what a message owes before it goes to the server. */
 static void track_message(struct client *c, uint8_t type)
 {
+	if (c->leak.episode_since)
+		leak_client_spoke(c, uv_now(c->ctx->loop));
 	c->idle_xact_since = 0;
 	switch (type) {
 	case PG_MSG_QUERY:
@@ -131,13 +134,32 @@ static void track_message(struct client *c, uint8_t type)
 	}
 }
 
-/* Starts passing one message to the server; returns bytes used. */
+static bool names_a_statement(uint8_t type)
+{
+	return type == PG_MSG_QUERY || type == PG_MSG_PARSE || type == PG_MSG_BIND ||
+	       type == PG_MSG_EXECUTE || type == PG_MSG_CLOSE;
+}
+
+/* Starts passing one message to the server; returns bytes used, 0 when the
+ * leak detector needs more of its start first. */
 static size_t forward_message(struct client *c, const uint8_t *data, size_t len,
                               const struct pg_header *h)
 {
 	size_t whole = (size_t)h->len + 1;
 	size_t n = len < whole ? len : whole;
+	size_t prefix = leak_wanted_prefix(c);
 
+	if (prefix && names_a_statement(h->type)) {
+		size_t wanted = whole < PG_HEADER_LEN + prefix ? whole
+		                                               : PG_HEADER_LEN + prefix;
+
+		if (n < wanted) {
+			conn_need(&c->conn, (uint32_t)wanted);
+			return 0;
+		}
+		leak_observe(c, h->type, data + PG_HEADER_LEN, n - PG_HEADER_LEN,
+		             whole - PG_HEADER_LEN);
+	}
 	track_message(c, h->type);
 	conn_queue(&c->server->conn, data, n);
 	c->forward_left = (uint32_t)(whole - n);
@@ -186,7 +208,10 @@ static size_t query_data(struct client *c, const uint8_t *data, size_t len)
 		}
 		if (c->state == CLIENT_IDLE && !begin_transaction(c))
 			break;
-		pos += forward_message(c, data + pos, n, &h);
+		n = forward_message(c, data + pos, n, &h);
+		if (n == 0)
+			break;
+		pos += n;
 	}
 out:
 	if (c->state == CLIENT_ACTIVE && c->server &&
@@ -239,6 +264,7 @@ void client_ready(struct client *c, char status, bool done)
 {
 	if (!done)
 		return;
+	leak_ready(c, status);
 	c->query_start = 0;
 	c->query_timed_out = false;
 	if (status == 'I')
@@ -259,6 +285,7 @@ static void detach(struct client *c)
 {
 	struct server *s = c->server;
 
+	leak_client_gone(c, "disconnect");
 	switch (c->state) {
 	case CLIENT_WAITING:
 		if (s)

@@ -9,6 +9,7 @@
 
 #include "auth.h"
 #include "conn.h"
+#include "leak.h"
 #include "list.h"
 #include "params.h"
 
@@ -58,6 +59,7 @@ struct client {
 	uint64_t idle_xact_since;  /* ReadyForQuery 'T'/'E', nothing sent since */
 	bool wait_notified;        /* query_wait_notify sent for this wait */
 	bool query_timed_out;      /* query_timeout fired, cancel sent */
+	struct leak_state leak;    /* last statement and the current episode */
 };
 
 /* A new client on ctx with its handle initialised (tcp or unix) so the

@@ -74,6 +74,7 @@ struct pool {
 	uint64_t last_active;      /* uv_now() when a client last left or came */
 	uint64_t login_failed_at;  /* uv_now() of the last failed login, 0: none */
 	uint64_t timeouts[TIMEOUT_KINDS]; /* firings, for the admin console */
+	uint64_t leak_episodes;    /* idle-in-transaction episodes logged */
 	struct list idle;          /* struct server, SERVER_IDLE, oldest first */
 	struct list used;          /* servers linked, busy inside, or logging in */
 	struct list waiting;       /* struct client, CLIENT_WAITING, FIFO */

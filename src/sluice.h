@@ -38,6 +38,7 @@ struct sluice {
 	uv_timer_t housekeeping;   /* periodic checks (server_check_delay...) */
 	int exit_code;             /* what main returns */
 	bool shutting_down;        /* no new servers, no new clients */
+	uint64_t last_leak_stats;  /* uv_now() of the last pinned-servers line */
 };
 
 #endif

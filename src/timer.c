@@ -14,6 +14,7 @@
 #include "client.h"
 #include "codec.h"
 #include "config.h"
+#include "leak.h"
 #include "log.h"
 #include "pool.h"
 #include "server.h"
@@ -96,6 +97,7 @@ static void check_active(struct tick *t, struct client *c)
 	else if (!c->query_timed_out && past(t->now, c->query_start, l->query_timeout))
 		add(t, (struct due){ .action = DUE_QUERY_CANCEL, .client = c,
 		                     .server = s, .limit_ms = l->query_timeout });
+	leak_check(c, t->now);
 	if (past(t->now, c->idle_xact_since, l->idle_transaction_timeout))
 		fail_client(t, c, "idle_transaction_timeout", "idle transaction timeout",
 		            l->idle_transaction_timeout, TIMEOUT_IDLE_TRANSACTION, true);
@@ -193,6 +195,8 @@ static void act_on(struct tick *t, struct due *d)
 	case DUE_CLIENT_FAIL:
 		log_warn(&d->client->conn, "%s (%llu ms) reached", d->setting,
 		         (unsigned long long)d->limit_ms);
+		if (d->kind == TIMEOUT_IDLE_TRANSACTION)
+			leak_client_gone(d->client, "idle_transaction_timeout");
 		if (d->kind == TIMEOUT_QUERY_WAIT && pool->login_error)
 			client_fail(d->client, SQLSTATE_PROTOCOL_VIOLATION,
 			            "query_wait_timeout; server login has been failing: %s",
@@ -278,6 +282,7 @@ static void tick_cb(uv_timer_t *timer)
 	for (size_t i = 0; i < t->count; i++)
 		act_on(t, &t->due[i]);
 	tend_pools(t);
+	leak_stats_tick(ctx, t->now);
 }
 
 void timer_start(struct sluice *ctx)
