@@ -14,6 +14,7 @@
 #include "client.h"
 #include "codec.h"
 #include "config.h"
+#include "leak.h"
 #include "log.h"
 #include "pool.h"
 #include "server.h"
@@ -144,10 +145,22 @@ static void show_help(struct client *c, struct msgbuf *mb)
 	codec_put_command_complete(mb, "SHOW");
 }
 
+static void show_leaks(struct client *c, struct msgbuf *mb)
+{
+	leak_show_leaks(c->ctx, mb);
+}
+
+static void show_leak_stats(struct client *c, struct msgbuf *mb)
+{
+	leak_show_stats(c->ctx, mb);
+}
+
 static const struct admin_command commands[] = {
 	{ "SHOW POOLS", show_pools },
 	{ "SHOW VERSION", show_version },
 	{ "SHOW HELP", show_help },
+	{ "SHOW LEAKS", show_leaks },
+	{ "SHOW LEAK_STATS", show_leak_stats },
 };
 
 /* Upper-cases sql into buf with single spaces and no trailing ';'. */
