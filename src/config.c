@@ -1052,3 +1052,66 @@ void config_foreach_setting(const struct config *cfg,
 		   s->default_value ? s->default_value : "", !s->at_start_only);
 	}
 }
+
+/*
+ * Run-time changes
+ */
+
+static const struct setting *find_setting(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_LEN(settings); i++)
+		if (strcmp(settings[i].name, name) == 0)
+			return &settings[i];
+	return NULL;
+}
+
+/* Copies one setting's value from src into dst (strings duplicated). */
+static int copy_setting(struct config *dst, const struct config *src,
+                        const struct setting *s)
+{
+	char buf[64];
+
+	return parse_setting(dst, s, format_setting(src, s, buf, sizeof(buf)));
+}
+
+int config_keep_start_only(struct config *next, const struct config *running,
+                           void (*warn_fn)(void *arg, const char *name),
+                           void *arg)
+{
+	char a[64], b[64];
+
+	for (size_t i = 0; i < ARRAY_LEN(settings); i++) {
+		const struct setting *s = &settings[i];
+
+		if (!s->at_start_only ||
+		    strcmp(format_setting(next, s, a, sizeof(a)),
+		           format_setting(running, s, b, sizeof(b))) == 0)
+			continue;
+		warn_fn(arg, s->name);
+		if (copy_setting(next, running, s) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int config_set(struct config *cfg, const char *key, const char *value,
+               char *err, size_t errlen)
+{
+	const struct setting *s = find_setting(key);
+	int rc;
+
+	if (!s) {
+		snprintf(err, errlen, "unknown setting: %s", key);
+		return -1;
+	}
+	if (s->at_start_only) {
+		snprintf(err, errlen, "%s cannot be changed at run time", key);
+		return -1;
+	}
+	rc = parse_setting(cfg, s, value);
+	if (rc < 0)
+		snprintf(err, errlen, rc == -ENOMEM ? "out of memory"
+		                                    : "invalid value for %s: %s",
+		         key, value);
+	return rc < 0 ? -1 : 0;
+}

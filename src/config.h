@@ -197,6 +197,20 @@ const char *config_find_secret(const struct config *cfg, const char *user);
  * around items ignored); used for admin_users, ignore_startup_parameters... */
 bool config_list_contains(const char *list, const char *name);
 
+/*
+ * For a reload: every setting that cannot change at run time and differs
+ * between next and running is reported to warn_fn and set back to the
+ * running value in next. 0, or -1 on allocation failure.
+ */
+int config_keep_start_only(struct config *next, const struct config *running,
+                           void (*warn_fn)(void *arg, const char *name),
+                           void *arg);
+
+/* SET key = value on the console: the file's validation; settings that
+ * cannot change at run time are refused. 0, or -1 with a message in err. */
+int config_set(struct config *cfg, const char *key, const char *value,
+               char *err, size_t errlen);
+
 /* ini-style names of the enums, for messages and SHOW CONFIG. */
 const char *config_pool_mode_name(enum pool_mode mode);
 const char *config_auth_type_name(enum auth_type type);

@@ -63,7 +63,8 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 /* Reading is on exactly when the owner wants bytes and nothing holds it. */
 static void update_reading(struct conn *conn)
 {
-	bool should = conn->want_read && !conn->paused_by && !conn->closing;
+	bool should = conn->want_read && !conn->paused_by && !conn->closing &&
+	              !conn->ctx->suspended;
 
 	if (should && !conn->reading) {
 		if (uv_read_start(&conn->h.stream, alloc_cb, read_cb) == 0)
@@ -74,6 +75,11 @@ static void update_reading(struct conn *conn)
 		uv_read_stop(&conn->h.stream);
 		conn->reading = false;
 	}
+}
+
+void conn_refresh_reading(struct conn *conn)
+{
+	update_reading(conn);
 }
 
 void conn_want_read(struct conn *conn, bool want)
@@ -200,7 +206,7 @@ void conn_run_ready(struct sluice *ctx)
 		struct conn *conn = LIST_ENTRY(l, struct conn, ready_node);
 
 		if (conn->want_read && !conn->paused_by && !conn->closing &&
-		    conn->held_len > 0)
+		    !ctx->suspended && conn->held_len > 0)
 			process_held(conn);
 	}
 	if (list_empty(&ctx->ready))

@@ -78,6 +78,9 @@ const char *conn_ident(const struct conn *conn);
  * held bytes again on the next loop tick. */
 void conn_want_read(struct conn *conn, bool want);
 
+/* Re-applies the reading rule after ctx->suspended changed. */
+void conn_refresh_reading(struct conn *conn);
+
 /*
  * Tells the owner how many bytes the message it waits for has in all, so
  * the held buffer can grow for it; 0 resets. Returns -1 if more than

@@ -18,6 +18,7 @@
 #include "client.h"
 #include "codec.h"
 #include "config.h"
+#include "control.h"
 #include "log.h"
 #include "login.h"
 #include "pool.h"
@@ -129,6 +130,11 @@ static void authenticated(struct client *c)
 	if (!db) {
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "no such database: %s",
 		            c->database);
+		return;
+	}
+	if (control_is_disabled(c->ctx, c->database)) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+		            "database \"%s\" is disabled", c->database);
 		return;
 	}
 	if (over_client_caps(c, db))

@@ -18,6 +18,7 @@
 #include "client.h"
 #include "config.h"
 #include "conn.h"
+#include "control.h"
 #include "listener.h"
 #include "log.h"
 #include "pool.h"
@@ -160,42 +161,24 @@ static int change_user(const char *user)
 
 /* --- the loop --------------------------------------------------------- */
 
-static void close_pool_servers(struct pool *pool)
-{
-	while (!list_empty(&pool->idle))
-		server_close(LIST_ENTRY(pool->idle.next, struct server, node), "shutdown");
-	while (!list_empty(&pool->used))
-		server_close(LIST_ENTRY(pool->used.next, struct server, node), "shutdown");
-}
-
-static void shutdown_now(struct sluice *ctx, const char *why)
-{
-	log_info(NULL, "%s, shutting down", why);
-	ctx->shutting_down = true;
-	listener_stop_all(ctx);
-	while (!list_empty(&ctx->clients))
-		client_close(LIST_ENTRY(ctx->clients.next, struct client, node), "shutdown");
-	for (struct list *l = ctx->pools.next; l != &ctx->pools; l = l->next)
-		close_pool_servers(LIST_ENTRY(l, struct pool, node));
-	uv_close((uv_handle_t *)&ctx->sigterm, NULL);
-	uv_close((uv_handle_t *)&ctx->sigint, NULL);
-	uv_close((uv_handle_t *)&ctx->sighup, NULL);
-	uv_close((uv_handle_t *)&ctx->ready_idle, NULL);
-	timer_stop(ctx);
-}
-
 static void signal_cb(uv_signal_t *handle, int signum)
 {
 	struct sluice *ctx = handle->data;
+	char err[512];
 
 	switch (signum) {
 	case SIGHUP:
-		log_warn(NULL, "got SIGHUP: configuration reload is not implemented yet");
+		log_info(NULL, "got SIGHUP, reloading configuration");
+		control_reload(ctx, err, sizeof(err));
 		return;
+	case SIGUSR1:
+		return control_pause(ctx, NULL);
+	case SIGUSR2:
+		return control_resume(ctx, NULL);
 	case SIGINT:
-		return shutdown_now(ctx, "got SIGINT");
+		return control_shutdown(ctx, SHUTDOWN_WAIT_FOR_SERVERS, "got SIGINT");
 	default:
-		return shutdown_now(ctx, "got SIGTERM");
+		return control_shutdown(ctx, SHUTDOWN_WAIT_FOR_CLIENTS, "got SIGTERM");
 	}
 }
 
@@ -215,9 +198,11 @@ static int run(struct sluice *ctx)
 	watch_signal(ctx, &ctx->sigterm, SIGTERM);
 	watch_signal(ctx, &ctx->sigint, SIGINT);
 	watch_signal(ctx, &ctx->sighup, SIGHUP);
+	watch_signal(ctx, &ctx->sigusr1, SIGUSR1);
+	watch_signal(ctx, &ctx->sigusr2, SIGUSR2);
 	timer_start(ctx);
 	if (listener_start_all(ctx) < 0) {
-		shutdown_now(ctx, "cannot listen");
+		control_shutdown(ctx, SHUTDOWN_NONE, "cannot listen");
 		uv_run(ctx->loop, UV_RUN_DEFAULT);
 		return 1;
 	}
@@ -273,6 +258,8 @@ int main(int argc, char **argv)
 	log_info(NULL, "sluice %s starting (pid %d)", SLUICE_VERSION, (int)getpid());
 
 	ctx.loop = uv_default_loop();
+	ctx.cli_verbose = opt.verbose;
+	ctx.cli_quiet = opt.quiet;
 	ctx.read_chunk = malloc(SLUICE_READ_CHUNK);
 	list_init(&ctx.pools);
 	list_init(&ctx.clients);
@@ -282,6 +269,7 @@ int main(int argc, char **argv)
 	if (ctx.config->pidfile && *ctx.config->pidfile)
 		unlink(ctx.config->pidfile);
 	free(ctx.read_chunk);
+	free(ctx.disabled_dbs);
 	config_free(ctx.config);
 	return rc;
 }

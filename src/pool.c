@@ -189,6 +189,11 @@ static bool has_login_in_progress(struct pool *pool)
 	return false;
 }
 
+bool pool_is_paused(const struct pool *pool)
+{
+	return pool->paused || pool->ctx->paused;
+}
+
 bool pool_login_backoff(const struct pool *pool)
 {
 	uint64_t retry = pool->ctx->config->server_login_retry;
@@ -270,7 +275,8 @@ void pool_launch_needed(struct pool *pool)
 	int connecting = 0;
 	int wanted;
 
-	if (pool->ctx->shutting_down || pool_login_backoff(pool))
+	if (pool->ctx->shutting_down || pool_is_paused(pool) ||
+	    pool_login_backoff(pool))
 		return;
 	for (struct list *l = pool->used.next; l != &pool->used; l = l->next) {
 		struct server *s = LIST_ENTRY(l, struct server, node);
@@ -312,7 +318,7 @@ void pool_acquire(struct pool *pool, struct client *client)
 {
 	/* Most recently used first: its caches are warm, and the others can
 	 * reach server_idle_timeout. */
-	if (!list_empty(&pool->idle)) {
+	if (!list_empty(&pool->idle) && !pool_is_paused(pool)) {
 		struct list *last = pool->idle.prev;
 
 		list_remove(last);
@@ -361,9 +367,14 @@ static struct pool *starved_pool(struct pool *pool)
 
 void pool_release(struct pool *pool, struct server *server)
 {
-	struct list *first = list_pop(&pool->waiting);
+	struct list *first;
 	struct pool *starved;
 
+	if (pool_is_paused(pool) || server->generation != pool->generation) {
+		server_close(server, pool_is_paused(pool) ? "PAUSE" : "RECONNECT");
+		return;
+	}
+	first = list_pop(&pool->waiting);
 	if (first) {
 		server_assign(server, LIST_ENTRY(first, struct client, pool_node));
 		return;
@@ -414,6 +425,50 @@ void pool_server_gone(struct pool *pool, struct server *server)
 	list_remove(&server->node);
 	pool->server_count--;
 	pool_launch_needed(pool);
+}
+
+static bool same_string(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_target(const struct pool_target *a, const struct pool_target *b)
+{
+	return same_string(a->host, b->host) && a->port == b->port &&
+	       same_string(a->dbname, b->dbname) && same_string(a->user, b->user) &&
+	       same_string(a->password, b->password) &&
+	       same_string(a->connect_query, b->connect_query) &&
+	       same_string(a->application_name, b->application_name) &&
+	       same_string(a->client_encoding, b->client_encoding) &&
+	       same_string(a->datestyle, b->datestyle) &&
+	       same_string(a->timezone, b->timezone);
+}
+
+void pool_apply_config(struct pool *pool)
+{
+	const struct config *cfg = pool->ctx->config;
+	const struct db_config *db = config_find_db(cfg, pool->db_name);
+	const struct user_config *uc = config_find_user(cfg, pool->user_name);
+	struct pool_target target = { 0 };
+
+	if (!db)
+		return; /* removed: takes no new clients (login finds no entry) */
+	pool->pool_mode = effective_mode(cfg, db, uc);
+	compute_limits(&pool->limits, cfg, db, uc);
+	if (fill_target(&target, cfg, db, pool->db_name, pool->user_name,
+	                config_find_secret(cfg, pool->user_name)) < 0 ||
+	    same_target(&target, &pool->target)) {
+		free_target(&target);
+		return;
+	}
+	free_target(&pool->target);
+	pool->target = target;
+	pool->generation++;
+	log_info(NULL, "pool %s/%s: server target changed, reconnecting",
+	         pool->db_name, pool->user_name);
+	while (!list_empty(&pool->idle))
+		server_close(LIST_ENTRY(pool->idle.next, struct server, node),
+		             "configuration changed");
 }
 
 void pool_free_all(struct sluice *ctx)

@@ -70,6 +70,8 @@ struct pool {
 	enum pool_mode pool_mode;
 	struct pool_limits limits;
 	bool autodb;               /* made from the "*" entry */
+	bool paused;               /* PAUSE db / KILL db */
+	uint32_t generation;       /* bumped by RECONNECT and changed targets */
 	int client_count;          /* logged-in clients of this pool */
 	uint64_t last_active;      /* uv_now() when a client last left or came */
 	uint64_t login_failed_at;  /* uv_now() of the last failed login, 0: none */
@@ -131,6 +133,13 @@ void pool_server_failed(struct pool *pool, const char *sqlstate,
 
 /* The server is gone (closed): drop it from the pool's lists and counts. */
 void pool_server_gone(struct pool *pool, struct server *server);
+
+/* The config changed (reload, SET): takes the new limits and mode; a new
+ * server target starts a new generation. */
+void pool_apply_config(struct pool *pool);
+
+/* True when PAUSE (of the pool, or of everything) holds it. */
+bool pool_is_paused(const struct pool *pool);
 
 /* Frees a pool that has no clients and no servers (autodb_idle_timeout). */
 void pool_free(struct pool *pool);

@@ -199,6 +199,7 @@ int server_launch(struct pool *pool)
 	s->id = ++pool->ctx->next_server_id;
 	s->status = 'I';
 	s->connect_time = uv_now(pool->ctx->loop);
+	s->generation = pool->generation;
 	s->lifetime = spread_lifetime(pool->limits.server_lifetime);
 	conn_init(&s->conn, pool->ctx, &server_ops, s, is_unix);
 	s->conn.h.handle.data = &s->conn;

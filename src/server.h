@@ -51,6 +51,7 @@ struct server {
 	struct scram_client scram; /* SCRAM login state */
 	bool needs_reset;          /* run server_reset_query before reuse */
 	uint64_t connect_time;     /* uv_now() at launch */
+	uint32_t generation;       /* pool->generation at launch */
 	uint64_t lifetime;         /* server_lifetime, spread per server; 0: off */
 	int cancels_in_flight;     /* cancel connections not yet closed */
 	uint64_t cancel_deadline;  /* cancel_wait_timeout after query_timeout */

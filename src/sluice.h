@@ -39,6 +39,14 @@ struct sluice {
 	int exit_code;             /* what main returns */
 	bool shutting_down;        /* no new servers, no new clients */
 	uint64_t last_leak_stats;  /* uv_now() of the last pinned-servers line */
+	bool paused;               /* PAUSE without a database */
+	bool suspended;            /* SUSPEND: no socket is read */
+	char *disabled_dbs;        /* DISABLE'd names, comma separated */
+	int shutdown_mode;         /* enum shutdown_mode: a shutdown waiting */
+	int cli_verbose;           /* -v count, kept for log_configure on reload */
+	bool cli_quiet;            /* -q */
+	uv_signal_t sigusr1;
+	uv_signal_t sigusr2;
 };
 
 #endif

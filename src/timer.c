@@ -14,6 +14,7 @@
 #include "client.h"
 #include "codec.h"
 #include "config.h"
+#include "control.h"
 #include "leak.h"
 #include "log.h"
 #include "pool.h"
@@ -283,6 +284,7 @@ static void tick_cb(uv_timer_t *timer)
 		act_on(t, &t->due[i]);
 	tend_pools(t);
 	leak_stats_tick(ctx, t->now);
+	control_tick(ctx);
 }
 
 void timer_start(struct sluice *ctx)
