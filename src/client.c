@@ -183,6 +183,7 @@ static size_t query_data(struct client *c, const uint8_t *data, size_t len)
 
 	while (pos < len && !c->conn.closing && c->state != CLIENT_WAITING) {
 		size_t n = len - pos;
+		enum codec_result rc;
 
 		if (c->forward_left > 0) {
 			if (n > c->forward_left)
@@ -192,15 +193,13 @@ static size_t query_data(struct client *c, const uint8_t *data, size_t len)
 			pos += n;
 			continue;
 		}
-		switch (codec_read_header(data + pos, n, max_len, &h)) {
-		case CODEC_NEED_MORE:
-			goto out;
-		case CODEC_INVALID:
+		rc = codec_read_header(data + pos, n, max_len, &h);
+		if (rc == CODEC_NEED_MORE)
+			break;
+		if (rc == CODEC_INVALID) {
 			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
 			            "invalid message length (max_packet_size)");
 			return len;
-		case CODEC_OK:
-			break;
 		}
 		if (h.type == PG_MSG_TERMINATE) {
 			client_close(c, "client close request");
@@ -213,7 +212,6 @@ static size_t query_data(struct client *c, const uint8_t *data, size_t len)
 			break;
 		pos += n;
 	}
-out:
 	if (c->state == CLIENT_ACTIVE && c->server &&
 	    conn_flush(&c->server->conn, &c->conn) < 0)
 		server_close(c->server, "write failed");
