@@ -28,6 +28,7 @@
 #include "pool.h"
 #include "server.h"
 #include "sluice.h"
+#include "stats.h"
 
 static const struct conn_ops client_ops;
 
@@ -212,6 +213,8 @@ static size_t query_data(struct client *c, const uint8_t *data, size_t len)
 			break;
 		pos += n;
 	}
+	if (pos > 0)
+		stats_bytes(c->pool, pos, 0);
 	if (c->state == CLIENT_ACTIVE && c->server &&
 	    conn_flush(&c->server->conn, &c->conn) < 0)
 		server_close(c->server, "write failed");
@@ -240,8 +243,15 @@ static size_t on_data(struct conn *conn, const uint8_t *data, size_t len)
 	return 0;
 }
 
+/* Microseconds since a uv_now() stamp; 0 for no stamp. */
+static uint64_t us_since(const struct client *c, uint64_t stamp)
+{
+	return stamp ? (uv_now(c->ctx->loop) - stamp) * 1000 : 0;
+}
+
 void client_linked(struct client *c)
 {
+	stats_assign(c->pool, us_since(c, c->wait_start));
 	c->state = CLIENT_ACTIVE;
 	c->wait_start = 0;
 	c->wait_notified = false;
@@ -263,12 +273,15 @@ void client_ready(struct client *c, char status, bool done)
 	if (!done)
 		return;
 	leak_ready(c, status);
+	stats_query_done(c->pool, us_since(c, c->query_start));
 	c->query_start = 0;
 	c->query_timed_out = false;
-	if (status == 'I')
+	if (status == 'I') {
+		stats_xact_done(c->pool, us_since(c, c->xact_start));
 		c->xact_start = 0;
-	else
+	} else {
 		c->idle_xact_since = uv_now(c->ctx->loop);
+	}
 }
 
 void client_send(struct client *c, const void *data, size_t len)

@@ -15,6 +15,13 @@
 
 struct sluice;
 struct pool;
+
+/* What a console client's answer waits for (PAUSE, WAIT_CLOSE). */
+enum admin_wait {
+	ADMIN_WAIT_NONE,
+	ADMIN_WAIT_PAUSE,
+	ADMIN_WAIT_CLOSE,
+};
 struct server;
 
 enum client_state {
@@ -60,6 +67,8 @@ struct client {
 	bool wait_notified;        /* query_wait_notify sent for this wait */
 	bool query_timed_out;      /* query_timeout fired, cancel sent */
 	struct leak_state leak;    /* last statement and the current episode */
+	enum admin_wait admin_wait;   /* console: an answer that waits */
+	char admin_wait_db[64];       /* ... for this database, "" for all */
 };
 
 /* A new client on ctx with its handle initialised (tcp or unix) so the

@@ -64,7 +64,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 static void update_reading(struct conn *conn)
 {
 	bool should = conn->want_read && !conn->paused_by && !conn->closing &&
-	              !conn->ctx->suspended;
+	              (!conn->ctx->suspended || conn->console);
 
 	if (should && !conn->reading) {
 		if (uv_read_start(&conn->h.stream, alloc_cb, read_cb) == 0)
@@ -206,7 +206,7 @@ void conn_run_ready(struct sluice *ctx)
 		struct conn *conn = LIST_ENTRY(l, struct conn, ready_node);
 
 		if (conn->want_read && !conn->paused_by && !conn->closing &&
-		    !ctx->suspended && conn->held_len > 0)
+		    (!ctx->suspended || conn->console) && conn->held_len > 0)
 			process_held(conn);
 	}
 	if (list_empty(&ctx->ready))

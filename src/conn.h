@@ -64,6 +64,7 @@ struct conn {
 	bool closing;               /* uv_close called or close after flush */
 	bool close_after_flush;     /* close once writes_pending drops to 0 */
 	bool is_unix;               /* unix socket: no address, no keepalive */
+	bool console;               /* admin console: SUSPEND does not stop it */
 	char ident[160];            /* "C-7: db/user@addr:port", for logs */
 };
 

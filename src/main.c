@@ -24,6 +24,7 @@
 #include "pool.h"
 #include "server.h"
 #include "sluice.h"
+#include "stats.h"
 #include "timer.h"
 
 struct options {
@@ -208,6 +209,7 @@ static int run(struct sluice *ctx)
 	}
 	uv_run(ctx->loop, UV_RUN_DEFAULT);
 	pool_free_all(ctx);
+	stats_free(ctx);
 	rc = uv_loop_close(ctx->loop);
 	if (rc != 0)
 		log_warn(NULL, "event loop closed with handles left: %s", uv_strerror(rc));

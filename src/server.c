@@ -25,6 +25,7 @@
 #include "pool.h"
 #include "server.h"
 #include "sluice.h"
+#include "stats.h"
 
 /* Largest message a server may send; only parsed ones are held whole. */
 #define SERVER_MAX_MESSAGE 0x3fffffffu
@@ -685,6 +686,7 @@ static size_t active_data(struct server *s, const uint8_t *data, size_t len)
 		}
 		pos += n;
 	}
+	stats_bytes(s->pool, 0, pos);
 	/* One write per read: a release above has flushed its client already. */
 	if (s->state == SERVER_ACTIVE && s->client &&
 	    conn_flush(&s->client->conn, &s->conn) < 0)

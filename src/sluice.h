@@ -14,6 +14,7 @@
 struct config;
 struct conn;
 struct listener;
+struct stats;
 
 #define SLUICE_VERSION PACKAGE_VERSION
 /* Bytes read from a socket at once; one shared buffer per loop. */
@@ -45,6 +46,7 @@ struct sluice {
 	int shutdown_mode;         /* enum shutdown_mode: a shutdown waiting */
 	int cli_verbose;           /* -v count, kept for log_configure on reload */
 	bool cli_quiet;            /* -q */
+	struct stats *stats;       /* counters per database, owned by stats.c */
 	uv_signal_t sigusr1;
 	uv_signal_t sigusr2;
 };

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "admin_control.h"
 #include "cancel.h"
 #include "client.h"
 #include "codec.h"
@@ -20,6 +21,7 @@
 #include "pool.h"
 #include "server.h"
 #include "sluice.h"
+#include "stats.h"
 #include "timer.h"
 
 #define TICK_MS 50
@@ -284,7 +286,9 @@ static void tick_cb(uv_timer_t *timer)
 		act_on(t, &t->due[i]);
 	tend_pools(t);
 	leak_stats_tick(ctx, t->now);
+	stats_tick(ctx);
 	control_tick(ctx);
+	admin_control_tick(ctx);
 }
 
 void timer_start(struct sluice *ctx)
