@@ -70,6 +70,7 @@ void admin_welcome(struct client *c)
 		codec_put_parameter_status(&mb, params[i][0], params[i][1]);
 	codec_put_backend_key(&mb, c->cancel_pid, c->cancel_key);
 	c->conn.console = true;
+	client_login_done(c);
 	c->state = CLIENT_ADMIN;
 	send_and_ready(c, &mb);
 	conn_want_read(&c->conn, true);

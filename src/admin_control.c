@@ -32,6 +32,7 @@ static void error(struct msgbuf *mb, const char *message)
 static bool wait_for(struct client *c, enum admin_wait what, const char *arg)
 {
 	c->admin_wait = what;
+	c->ctx->admin_waits++;
 	snprintf(c->admin_wait_db, sizeof(c->admin_wait_db), "%s", arg);
 	conn_want_read(&c->conn, false);
 	return true;
@@ -54,12 +55,14 @@ static bool wait_done(struct client *c)
 
 void admin_control_tick(struct sluice *ctx)
 {
-	for (struct list *l = ctx->clients.next; l != &ctx->clients; l = l->next) {
+	for (struct list *l = ctx->clients.next; ctx->admin_waits > 0 &&
+	     l != &ctx->clients; l = l->next) {
 		struct client *c = LIST_ENTRY(l, struct client, node);
 		struct msgbuf mb;
 
 		if (c->state != CLIENT_ADMIN || !wait_done(c))
 			continue;
+		ctx->admin_waits--;
 		msgbuf_init(&mb);
 		codec_put_command_complete(&mb, c->admin_wait == ADMIN_WAIT_PAUSE ?
 		                                "PAUSE" : "WAIT_CLOSE");

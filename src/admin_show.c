@@ -382,9 +382,9 @@ static void server_addresses(struct sock *sk, struct server *s)
 		local_address(sk, &s->conn);
 }
 
-static const char *app_name(const struct params *params)
+static const char *app_name(const struct client *c)
 {
-	const char *name = params_get(params, "application_name");
+	const char *name = client_param(c, "application_name");
 
 	return name ? name : "";
 }
@@ -406,7 +406,7 @@ static void client_sock(struct sock *sk, struct client *c, const char *state)
 	sk->wait_us = client_wait_us(c);
 	sk->ptr = c;
 	sk->link = client_kind(c) == KIND_CL_ACTIVE ? c->server : NULL;
-	sk->application_name = app_name(&c->params);
+	sk->application_name = app_name(c);
 	sk->id = c->id;
 	sk->pkt_remain = c->forward_left;
 }
@@ -429,7 +429,7 @@ static void server_sock(struct sock *sk, struct server *s, const char *state)
 	sk->link = server_kind(s) == KIND_SV_ACTIVE ? s->client : NULL;
 	/* PostgreSQL's BackendKeyData pid is the backend's process id. */
 	sk->remote_pid = (int)s->backend_pid;
-	sk->application_name = s->client ? app_name(&s->client->params) : "";
+	sk->application_name = s->client ? app_name(s->client) : "";
 	sk->id = s->id;
 	sk->pkt_remain = s->forward_left;
 }

@@ -65,6 +65,29 @@ void client_discard(struct client *c)
 	conn_close(&c->conn);
 }
 
+bool client_logging_in(const struct client *c)
+{
+	switch (c->state) {
+	case CLIENT_STARTUP:
+	case CLIENT_AUTH_PASSWORD:
+	case CLIENT_AUTH_SASL:
+	case CLIENT_AUTH_SASL_FINAL:
+	case CLIENT_WELCOME:
+		return true;
+	case CLIENT_IDLE:
+	case CLIENT_WAITING:
+	case CLIENT_ACTIVE:
+	case CLIENT_ADMIN:
+		return false;
+	}
+	return false;
+}
+
+void client_login_done(struct client *c)
+{
+	c->ctx->login_count--;
+}
+
 void client_start(struct client *c)
 {
 	struct sluice *ctx = c->ctx;
@@ -74,6 +97,7 @@ void client_start(struct client *c)
 	c->connect_time = uv_now(ctx->loop);
 	list_append(&ctx->clients, &c->node);
 	ctx->client_count++;
+	ctx->login_count++;
 	/* Counted but refused after its startup packet, as PgBouncer does. */
 	c->over_limit = ctx->client_count > ctx->config->max_client_conn;
 	c->conn.max_packet = (uint32_t)ctx->config->max_packet_size;
@@ -171,9 +195,13 @@ static size_t forward_message(struct client *c, const uint8_t *data, size_t len,
 static bool begin_transaction(struct client *c)
 {
 	c->state = CLIENT_WAITING;
-	conn_want_read(&c->conn, false);
 	pool_acquire(c->pool, c);
-	return c->state == CLIENT_ACTIVE;
+	if (c->state == CLIENT_ACTIVE)
+		return true;
+	/* Reading stops only when the client must wait: toggling it for a
+	 * server that is ready at once would cost two epoll_ctl calls. */
+	conn_want_read(&c->conn, false);
+	return false;
 }
 
 static size_t query_data(struct client *c, const uint8_t *data, size_t len)
@@ -316,7 +344,10 @@ static void detach(struct client *c)
 	case CLIENT_AUTH_SASL:
 	case CLIENT_AUTH_SASL_FINAL:
 	case CLIENT_IDLE:
+		break;
 	case CLIENT_ADMIN:
+		if (c->admin_wait != ADMIN_WAIT_NONE)
+			c->ctx->admin_waits--;
 		break;
 	}
 	c->server = NULL;
@@ -327,6 +358,8 @@ static void detach(struct client *c)
 	if (!list_empty(&c->node)) {
 		list_remove(&c->node);
 		c->ctx->client_count--;
+		if (client_logging_in(c))
+			client_login_done(c);
 	}
 }
 
@@ -388,6 +421,25 @@ static const struct conn_ops client_ops = {
 	.on_eof = on_eof,
 	.on_closed = on_closed,
 };
+
+const char *client_param(const struct client *c, const char *name)
+{
+	const char *mine = params_get(&c->params, name);
+
+	if (mine || !c->pool)
+		return mine;
+	return params_get(&c->pool->defaults, name);
+}
+
+void client_param_reported(struct client *c, const char *name, const char *value)
+{
+	const char *fallback = c->pool ? params_get(&c->pool->defaults, name) : NULL;
+
+	/* Back to the default: no need to keep a copy. */
+	if (!params_get(&c->params, name) && fallback && strcmp(fallback, value) == 0)
+		return;
+	params_set(&c->params, name, value);
+}
 
 struct client *client_find_by_cancel_key(struct sluice *ctx, uint32_t pid,
                                          uint32_t key)

@@ -71,6 +71,12 @@ struct client {
 	char admin_wait_db[64];       /* ... for this database, "" for all */
 };
 
+/* True while the client logs in (startup, auth, waiting for the welcome). */
+bool client_logging_in(const struct client *client);
+
+/* The login is over (welcome sent, or the console entered). */
+void client_login_done(struct client *client);
+
 /* A new client on ctx with its handle initialised (tcp or unix) so the
  * listener can accept into it; NULL on allocation failure. */
 struct client *client_new(struct sluice *ctx, bool is_unix);
@@ -105,6 +111,14 @@ void client_send(struct client *client, const void *data, size_t len);
 
 /* Closes without a message (peer gone). Safe twice. */
 void client_close(struct client *client, const char *reason);
+
+/* A tracked parameter as the client sees it: its own value, else the
+ * pool's default; NULL if neither. */
+const char *client_param(const struct client *client, const char *name);
+
+/* The linked server reported name = value (tracked): the client's view. */
+void client_param_reported(struct client *client, const char *name,
+                           const char *value);
 
 /* Finds the client a CancelRequest's key names, or NULL. */
 struct client *client_find_by_cancel_key(struct sluice *ctx, uint32_t pid,

@@ -260,7 +260,7 @@ static void split_addr(const char *addr, char *host, size_t hostlen, const char 
 static void log_start(struct client *c, uint64_t now)
 {
 	const struct server *s = c->server;
-	const char *app = params_get(&c->params, "application_name");
+	const char *app = client_param(c, "application_name");
 	size_t room = (size_t)cfg_of(c)->idle_transaction_log_statement_length * 4 + 1;
 	char *stmt = malloc(room);
 	char app_esc[256];
@@ -352,7 +352,7 @@ static int by_idle_desc(const void *a, const void *b)
 static void leak_row(struct msgbuf *mb, const struct client *c, uint64_t now)
 {
 	const struct server *s = c->server;
-	const char *app = params_get(&c->params, "application_name");
+	const char *app = client_param(c, "application_name");
 	char id[32], idle[32], age[32], state[2], server[300], pid[16], host[64];
 	const char *port;
 

@@ -159,7 +159,6 @@ static void authenticated(struct client *c)
 
 void client_welcome(struct client *c)
 {
-	struct config *cfg = cfg_of(c);
 	struct params *welcome = &c->pool->welcome_params;
 	struct msgbuf mb;
 
@@ -167,15 +166,12 @@ void client_welcome(struct client *c)
 	codec_put_auth(&mb, PG_AUTH_OK, NULL, 0);
 	for (struct param *p = welcome->head; p; p = p->next) {
 		const char *mine = params_get(&c->params, p->name);
-		bool tracked = params_is_tracked(cfg, p->name);
 
-		if (tracked && !mine)
-			params_set(&c->params, p->name, p->value);
-		codec_put_parameter_status(&mb, p->name,
-		                           tracked && mine ? mine : p->value);
+		codec_put_parameter_status(&mb, p->name, mine ? mine : p->value);
 	}
 	codec_put_backend_key(&mb, c->cancel_pid, c->cancel_key);
 	codec_put_ready(&mb, 'I');
+	client_login_done(c);
 	c->state = CLIENT_IDLE;
 	c->idle_since = uv_now(c->ctx->loop);
 	send_msgbuf(c, &mb);
@@ -316,8 +312,12 @@ static void sasl_final(struct client *c, const uint8_t *body, size_t len)
 	}
 	send_auth_request(c, PG_AUTH_SASL_FINAL, server_final, strlen(server_final));
 	free(server_final);
-	if (!c->conn.closing)
-		authenticated(c);
+	if (c->conn.closing)
+		return;
+	authenticated(c);
+	/* The exchange is over; an idle client should not carry its state
+	 * (authenticated() has copied the keys it needs to the pool). */
+	auth_scram_server_free(&c->scram);
 }
 
 /* --- startup packet --------------------------------------------------- */

@@ -30,25 +30,25 @@ static struct param *find(const struct params *ps, const char *name)
 
 int params_set(struct params *ps, const char *name, const char *value)
 {
-	struct param *p = find(ps, name);
-	char *copy = strdup(value);
+	size_t name_len = strlen(name);
+	size_t value_len = strlen(value);
+	struct param **link = &ps->head;
+	struct param *p;
 
-	if (!copy)
-		return -1;
-	if (p) {
-		free(p->value);
-		p->value = copy;
+	while (*link && strcasecmp((*link)->name, name) != 0)
+		link = &(*link)->next;
+	if (*link && strcmp((*link)->value, value) == 0)
 		return 0;
-	}
-	p = calloc(1, sizeof(*p));
-	if (!p || !(p->name = strdup(name))) {
-		free(p);
-		free(copy);
+	p = malloc(sizeof(*p) + name_len + value_len + 2);
+	if (!p)
 		return -1;
-	}
-	p->value = copy;
-	p->next = ps->head;
-	ps->head = p;
+	memcpy(p->name, name, name_len + 1);
+	memcpy(p->name + name_len + 1, value, value_len + 1);
+	p->value = p->name + name_len + 1;
+	/* Replace in place so the list keeps its order. */
+	p->next = *link ? (*link)->next : NULL;
+	free(*link);
+	*link = p;
 	return 0;
 }
 
@@ -65,8 +65,6 @@ void params_free(struct params *ps)
 		struct param *p = ps->head;
 
 		ps->head = p->next;
-		free(p->name);
-		free(p->value);
 		free(p);
 	}
 }
@@ -99,24 +97,40 @@ static void put_literal(struct msgbuf *sql, const char *value)
 	msgbuf_put_u8(sql, '\'');
 }
 
-int params_sync_sql(const struct config *cfg, const struct params *client,
+/* Appends "SET name = 'value';" when the server's value differs. */
+static int sync_one(const char *name, const char *wanted,
+                    const struct params *server, struct msgbuf *sql)
+{
+	const char *current = params_get(server, name);
+
+	if (current && strcmp(current, wanted) == 0)
+		return 0;
+	msgbuf_put_bytes(sql, "SET ", 4);
+	msgbuf_put_bytes(sql, name, strlen(name));
+	msgbuf_put_bytes(sql, " = ", 3);
+	put_literal(sql, wanted);
+	msgbuf_put_bytes(sql, ";", 1);
+	return 1;
+}
+
+int params_sync_sql(const struct params *client, const struct params *defaults,
                     const struct params *server, struct msgbuf *sql)
 {
 	int differ = 0;
 
-	for (const struct param *p = client->head; p; p = p->next) {
-		const char *current = params_get(server, p->name);
-
-		if (!params_is_tracked(cfg, p->name))
-			continue;
-		if (current && strcmp(current, p->value) == 0)
-			continue;
-		msgbuf_put_bytes(sql, "SET ", 4);
-		msgbuf_put_bytes(sql, p->name, strlen(p->name));
-		msgbuf_put_bytes(sql, " = ", 3);
-		put_literal(sql, p->value);
-		msgbuf_put_bytes(sql, ";", 1);
-		differ++;
-	}
+	for (const struct param *p = client->head; p; p = p->next)
+		differ += sync_one(p->name, p->value, server, sql);
+	for (const struct param *p = defaults->head; p; p = p->next)
+		if (!params_get(client, p->name))
+			differ += sync_one(p->name, p->value, server, sql);
 	return differ;
+}
+
+int params_copy_tracked(struct params *to, const struct params *from,
+                        const struct config *cfg)
+{
+	for (const struct param *p = from->head; p; p = p->next)
+		if (params_is_tracked(cfg, p->name) && params_set(to, p->name, p->value) < 0)
+			return -1;
+	return 0;
 }

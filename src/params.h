@@ -10,10 +10,11 @@
 struct config;
 struct msgbuf;
 
+/* One allocation per pair: the idle clients of a big pool hold many. */
 struct param {
-	char *name;            /* as first seen; compared case-insensitively */
-	char *value;
 	struct param *next;
+	const char *value;     /* points into text, after the name */
+	char name[];           /* "name\0value\0"; name compared case-insensitively */
 };
 
 /* A small list: there are a handful of tracked names. */
@@ -37,10 +38,16 @@ bool params_is_tracked(const struct config *cfg, const char *name);
 
 /*
  * Appends to sql the SET commands that make a server whose parameters are
- * server match client, for every tracked parameter of client. Returns how
- * many parameters differ (0: nothing appended).
+ * server match a client: for each tracked parameter, the client's own value
+ * (client holds only what it set) or else the pool's default (defaults
+ * holds the tracked ones of the welcome). Returns
+ * how many parameters differ (0: nothing appended).
  */
-int params_sync_sql(const struct config *cfg, const struct params *client,
+int params_sync_sql(const struct params *client, const struct params *defaults,
                     const struct params *server, struct msgbuf *sql);
+
+/* Copies the tracked pairs of from into to; 0 or -1. */
+int params_copy_tracked(struct params *to, const struct params *from,
+                        const struct config *cfg);
 
 #endif

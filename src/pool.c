@@ -41,6 +41,7 @@ void pool_free(struct pool *pool)
 	free(pool->login_error);
 	free_target(&pool->target);
 	params_free(&pool->welcome_params);
+	params_free(&pool->defaults);
 	free(pool);
 }
 
@@ -397,7 +398,9 @@ void pool_server_ready(struct pool *pool, struct server *server)
 	pool->login_error = NULL;
 	pool->login_failed_at = 0;
 	if (!pool->has_welcome) {
-		if (params_copy(&pool->welcome_params, &server->params) < 0)
+		if (params_copy(&pool->welcome_params, &server->params) < 0 ||
+		    params_copy_tracked(&pool->defaults, &server->params,
+		                        pool->ctx->config) < 0)
 			return;
 		pool->has_welcome = true;
 	}

@@ -83,6 +83,7 @@ struct pool {
 	struct list welcome;       /* clients in login waiting for params */
 	int server_count;          /* every server of the pool, any state */
 	struct params welcome_params; /* what the first server reported */
+	struct params defaults;    /* the tracked ones of welcome_params */
 	bool has_welcome;
 	uint8_t scram_client_key[32]; /* from a client's SCRAM proof, for */
 	uint8_t scram_server_key[32]; /* logging in with a SCRAM secret */

@@ -345,9 +345,10 @@ static void record_parameter(struct server *s, const uint8_t *body, size_t len)
 		return;
 	params_set(&s->params, name, value);
 	/* While a client is linked (or being synced), what the server now
-	 * reports is what that client has set. */
+	 * reports is what that client has set; a client keeps only values
+	 * that differ from the pool's defaults. */
 	if (s->client && params_is_tracked(cfg_of(s), name))
-		params_set(&s->client->params, name, value);
+		client_param_reported(s->client, name, value);
 }
 
 static void server_error_fields(const uint8_t *body, size_t len,
@@ -441,7 +442,8 @@ static void prepare_for_client(struct server *s, bool check)
 	    now - s->last_used >= cfg->server_check_delay)
 		return run_internal(s, cfg->server_check_query, SERVER_NEXT_ASSIGN);
 	msgbuf_init(&sql);
-	if (params_sync_sql(cfg, &s->client->params, &s->params, &sql) > 0) {
+	if (params_sync_sql(&s->client->params, &s->pool->defaults, &s->params,
+	                    &sql) > 0) {
 		msgbuf_put_u8(&sql, 0);
 		if (!sql.failed)
 			run_internal(s, (const char *)sql.data, SERVER_NEXT_LINK);

@@ -28,6 +28,8 @@ struct sluice {
 	struct list cancels;       /* cancel requests on their way to servers */
 	struct listener *listeners;/* owned chain */
 	int client_count;          /* against max_client_conn */
+	int login_count;           /* clients still logging in */
+	int admin_waits;           /* console answers waiting (PAUSE...) */
 	uint64_t next_client_id;   /* C-<n> in logs and SHOW CLIENTS */
 	uint64_t next_server_id;   /* S-<n> */
 	uint8_t *read_chunk;       /* shared read buffer, SLUICE_READ_CHUNK bytes */

@@ -271,17 +271,49 @@ static void tend_pools(struct tick *t)
 	}
 }
 
+/* True when an idle client (no server) can have a deadline: then every
+ * client is looked at; otherwise only those reachable from the pools. */
+static bool idle_clients_have_deadlines(const struct sluice *ctx)
+{
+	if (ctx->login_count > 0 || ctx->config->client_idle_timeout > 0)
+		return true;
+	for (const struct list *l = ctx->pools.next; l != &ctx->pools; l = l->next)
+		if (LIST_ENTRY(l, const struct pool, node)->limits.client_idle_timeout)
+			return true;
+	return false;
+}
+
+/* The clients a pool knows of: queued, and linked to its servers. O(busy),
+ * so that thousands of idle clients cost nothing per tick. */
+static void check_pool_clients(struct tick *t, struct pool *pool)
+{
+	for (struct list *l = pool->waiting.next; l != &pool->waiting; l = l->next)
+		check_client(t, LIST_ENTRY(l, struct client, pool_node));
+	for (struct list *l = pool->used.next; l != &pool->used; l = l->next) {
+		struct server *s = LIST_ENTRY(l, struct server, node);
+
+		if (s->client)
+			check_client(t, s->client);
+	}
+}
+
 static void tick_cb(uv_timer_t *timer)
 {
 	struct tick *t = timer->data;
 	struct sluice *ctx = t->ctx;
+	bool scan_all = idle_clients_have_deadlines(ctx);
 
 	t->now = uv_now(ctx->loop);
 	t->count = 0;
-	for (struct list *l = ctx->clients.next; l != &ctx->clients; l = l->next)
+	for (struct list *l = ctx->clients.next; scan_all && l != &ctx->clients; l = l->next)
 		check_client(t, LIST_ENTRY(l, struct client, node));
-	for (struct list *l = ctx->pools.next; l != &ctx->pools; l = l->next)
-		check_pool_servers(t, LIST_ENTRY(l, struct pool, node));
+	for (struct list *l = ctx->pools.next; l != &ctx->pools; l = l->next) {
+		struct pool *pool = LIST_ENTRY(l, struct pool, node);
+
+		if (!scan_all)
+			check_pool_clients(t, pool);
+		check_pool_servers(t, pool);
+	}
 	for (size_t i = 0; i < t->count; i++)
 		act_on(t, &t->due[i]);
 	tend_pools(t);
