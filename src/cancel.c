@@ -136,3 +136,9 @@ void cancel_forget_server(struct server *s)
 			cc->server = NULL;
 	}
 }
+
+void cancel_close_all(struct sluice *ctx)
+{
+	for (struct list *l = ctx->cancels.next; l != &ctx->cancels; l = l->next)
+		cancel_close(LIST_ENTRY(l, struct cancel_conn, node));
+}

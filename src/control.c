@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cancel.h"
 #include "client.h"
 #include "config.h"
 #include "control.h"
@@ -293,6 +294,7 @@ static void shutdown_now(struct sluice *ctx, const char *why)
 	while (!list_empty(&ctx->clients))
 		client_close(LIST_ENTRY(ctx->clients.next, struct client, node), "shutdown");
 	close_all_servers(ctx);
+	cancel_close_all(ctx);
 	for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
 		if (uv_is_active(signals[i]) && !uv_is_closing(signals[i]))
 			uv_close(signals[i], NULL);

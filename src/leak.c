@@ -101,16 +101,18 @@ static void forget(struct leak_text **head, const char *name)
 	}
 }
 
-static const char *lookup(const struct leak_text *head, const char *name)
+static const struct leak_text *lookup(const struct leak_text *head,
+                                      const char *name)
 {
 	for (; head; head = head->next)
 		if (strcmp(head->name, name) == 0)
-			return head->text;
+			return head;
 	return NULL;
 }
 
 /* Remembers name -> text (copied), newest first, at most MAX_NAMES. */
-static void remember(struct leak_text **head, const char *name, const char *text)
+static void remember(struct leak_text **head, const char *name, const char *text,
+                     bool cut)
 {
 	struct leak_text *t;
 	size_t n = 0;
@@ -127,6 +129,7 @@ static void remember(struct leak_text **head, const char *name, const char *text
 		free(t);
 		return;
 	}
+	t->cut = cut;
 	t->next = *head;
 	*head = t;
 	for (struct leak_text **link = head; *link; link = &(*link)->next)
@@ -155,27 +158,30 @@ static void observe_parse(struct client *c, struct codec_reader *r, bool message
 		return;
 	text = copy_text(c, r->p + r->pos, r->len - r->pos, message_cut, &cut);
 	if (text)
-		remember(&c->leak.statements, name, text);
+		remember(&c->leak.statements, name, text, cut);
 	free(text);
 }
 
 static void observe_bind(struct client *c, struct codec_reader *r)
 {
 	const char *portal = codec_get_str(r);
-	const char *statement = codec_get_str(r);
+	const char *name = codec_get_str(r);
+	const struct leak_text *statement;
 
-	if (portal && statement)
-		remember(&c->leak.portals, portal,
-		         lookup(c->leak.statements, statement));
+	if (!portal || !name)
+		return;
+	statement = lookup(c->leak.statements, name);
+	remember(&c->leak.portals, portal, statement ? statement->text : NULL,
+	         statement && statement->cut);
 }
 
 static void observe_execute(struct client *c, struct codec_reader *r)
 {
-	const char *portal = codec_get_str(r);
-	const char *text = portal ? lookup(c->leak.portals, portal) : NULL;
-	char *copy = text ? strdup(text) : NULL;
+	const char *name = codec_get_str(r);
+	const struct leak_text *portal = name ? lookup(c->leak.portals, name) : NULL;
 
-	set_last(c, copy, false);
+	if (portal)
+		set_last(c, strdup(portal->text), portal->cut);
 }
 
 static void observe_close(struct client *c, struct codec_reader *r)
@@ -193,11 +199,13 @@ void leak_observe(struct client *c, uint8_t type, const uint8_t *body,
 	bool message_cut = body_len < full_len;
 	struct codec_reader r;
 	bool cut = false;
+	char *text;
 
 	codec_reader_init(&r, body, body_len);
 	switch (type) {
 	case PG_MSG_QUERY:
-		set_last(c, copy_text(c, body, body_len, message_cut, &cut), cut);
+		text = copy_text(c, body, body_len, message_cut, &cut);
+		set_last(c, text, cut);
 		return;
 	case PG_MSG_PARSE:
 		return observe_parse(c, &r, message_cut);
@@ -398,7 +406,8 @@ void leak_show_leaks(struct sluice *ctx, struct msgbuf *mb)
 		}
 		rows[n++] = c;
 	}
-	qsort(rows, n, sizeof(*rows), by_idle_desc);
+	if (n > 0)
+		qsort(rows, n, sizeof(*rows), by_idle_desc);
 	codec_put_row_description(mb, cols, sizeof(cols) / sizeof(cols[0]));
 	for (size_t i = 0; i < n; i++)
 		leak_row(mb, rows[i], now);

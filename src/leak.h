@@ -17,6 +17,7 @@ struct sluice;
 struct leak_text {
 	char *name;
 	char *text;
+	bool cut;                  /* text is shorter than the statement */
 	struct leak_text *next;
 };
 

@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <syslog.h>
@@ -103,20 +104,39 @@ static size_t format_time(char *buf, size_t len)
 	return n;
 }
 
+/* The message in buf, or in a malloc'd copy (*heap) when it is longer:
+ * a leak line with a long statement must stay whole. */
+static const char *format_message(char *buf, size_t len, char **heap,
+                                  const char *ident, const char *fmt, va_list ap)
+{
+	size_t n = ident && *ident ? (size_t)snprintf(buf, len, "%s ", ident) : 0;
+	va_list again;
+	int need;
+
+	va_copy(again, ap);
+	need = vsnprintf(buf + n, len - n, fmt, ap);
+	if (need >= 0 && (size_t)need >= len - n &&
+	    (*heap = malloc(n + (size_t)need + 1)) != NULL) {
+		memcpy(*heap, buf, n);
+		vsnprintf(*heap + n, (size_t)need + 1, fmt, again);
+	}
+	va_end(again);
+	return *heap ? *heap : buf;
+}
+
 void log_write(enum log_level level, const struct conn *conn, const char *fmt, ...)
 {
-	char msg[2048];
+	char buf[2048];
 	char stamp[64];
-	const char *ident = conn ? conn_ident(conn) : NULL;
-	size_t n = 0;
+	char *heap = NULL;
+	const char *msg;
 	va_list ap;
 
 	if (!log_enabled(level))
 		return;
-	if (ident && *ident)
-		n = snprintf(msg, sizeof(msg), "%s ", ident);
 	va_start(ap, fmt);
-	vsnprintf(msg + n, sizeof(msg) - n, fmt, ap);
+	msg = format_message(buf, sizeof(buf), &heap, conn ? conn_ident(conn) : NULL,
+	                     fmt, ap);
 	va_end(ap);
 
 	format_time(stamp, sizeof(stamp));
@@ -128,4 +148,5 @@ void log_write(enum log_level level, const struct conn *conn, const char *fmt, .
 		        level_names[level], msg);
 	if (logger.to_syslog)
 		syslog(syslog_priorities[level], "%s %s", level_names[level], msg);
+	free(heap);
 }

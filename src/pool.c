@@ -165,8 +165,9 @@ struct pool *pool_get(struct sluice *ctx, const char *db_name,
 	list_append(&ctx->pools, &pool->node);
 	pool->db_name = strdup(db_name);
 	pool->user_name = strdup(login_user);
-	pool->pool_mode = effective_mode(cfg, db, config_find_user(cfg, user_name));
-	compute_limits(&pool->limits, cfg, db, config_find_user(cfg, user_name));
+	/* The [users] entry of the login user: the same one a reload reads. */
+	pool->pool_mode = effective_mode(cfg, db, config_find_user(cfg, login_user));
+	compute_limits(&pool->limits, cfg, db, config_find_user(cfg, login_user));
 	pool->autodb = strcmp(db->name, "*") == 0;
 	pool->last_active = uv_now(ctx->loop);
 	if (!pool->db_name || !pool->user_name ||

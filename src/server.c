@@ -478,8 +478,11 @@ static void cleanup(struct server *s)
 	s->needs_reset = false;
 	s->expected_ready = 0;
 	if (s->cancels_in_flight > 0) {
-		/* A late cancel must not hit the next client's query. */
+		/* A late cancel must not hit the next client's query; one that
+		 * never completes costs the server after cancel_wait_timeout. */
 		set_state(s, SERVER_CANCELING);
+		s->cancel_deadline = uv_now(s->pool->ctx->loop) +
+		                     cfg_of(s)->cancel_wait_timeout;
 		return;
 	}
 	s->last_used = uv_now(s->pool->ctx->loop);

@@ -170,6 +170,10 @@ static void check_pool_servers(struct tick *t, struct pool *pool)
 		if ((s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN) &&
 		    past(t->now, s->connect_time, cfg->server_connect_timeout))
 			add(t, (struct due){ .action = DUE_SERVER_CONNECT, .server = s });
+		else if (s->state == SERVER_CANCELING && cfg->cancel_wait_timeout &&
+		         t->now >= s->cancel_deadline)
+			close_server(t, s, "cancel_wait_timeout", cfg->cancel_wait_timeout,
+			             TIMEOUT_CANCEL_WAIT);
 	}
 }
 

@@ -43,7 +43,7 @@ struct leak_line {
 	double idle_s;
 	double xact_age_s;
 	char state[4];
-	char last_statement[2048];
+	char last_statement[8192];
 	char truncated[8];
 	char ended_by[64];
 	bool valid;                /* every quoted value unescaped cleanly */
