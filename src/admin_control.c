@@ -33,7 +33,8 @@ static bool wait_for(struct client *c, enum admin_wait what, const char *arg)
 {
 	c->admin_wait = what;
 	c->ctx->admin_waits++;
-	snprintf(c->admin_wait_db, sizeof(c->admin_wait_db), "%s", arg);
+	free(c->admin_wait_db);
+	c->admin_wait_db = *arg ? strdup(arg) : NULL;
 	conn_want_read(&c->conn, false);
 	return true;
 }

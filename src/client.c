@@ -54,9 +54,12 @@ static void free_client(struct client *c)
 {
 	free(c->user);
 	free(c->database);
+	free(c->admin_wait_db);
 	params_free(&c->params);
 	leak_free(&c->leak);
-	auth_scram_server_free(&c->scram);
+	if (c->scram)
+		auth_scram_server_free(c->scram);
+	free(c->scram);
 	free(c);
 }
 
@@ -107,8 +110,6 @@ void client_start(struct client *c)
 		conn_set_tcp_options(&c->conn, ctx->config);
 		conn_peer_name(&c->conn, c->addr, sizeof(c->addr));
 	}
-	snprintf(c->conn.ident, sizeof(c->conn.ident), "C-%llu: (nodb)/(nouser)@%s",
-	         (unsigned long long)c->id, c->addr);
 	auth_random_bytes(key, sizeof(key));
 	memcpy(&c->cancel_pid, key, 4);
 	memcpy(&c->cancel_key, key + 4, 4);
@@ -416,10 +417,21 @@ static void on_closed(struct conn *conn)
 	free_client(conn->owner);
 }
 
+/* PgBouncer's form: C-<id>: db/user@addr:port. */
+static void describe(const struct conn *conn, char *buf, size_t len)
+{
+	const struct client *c = conn->owner;
+
+	snprintf(buf, len, "C-%llu: %s/%s@%s", (unsigned long long)c->id,
+	         c->database ? c->database : "(nodb)",
+	         c->user ? c->user : "(nouser)", c->addr);
+}
+
 static const struct conn_ops client_ops = {
 	.on_data = on_data,
 	.on_eof = on_eof,
 	.on_closed = on_closed,
+	.describe = describe,
 };
 
 const char *client_param(const struct client *c, const char *name)

@@ -56,7 +56,7 @@ struct client {
 	uint32_t forward_left;     /* body bytes of a message passing through */
 	bool batch_open;           /* extended messages sent since the last Sync */
 	uint8_t md5_salt[4];
-	struct scram_server scram;
+	struct scram_server *scram; /* during a SCRAM exchange only */
 	uint64_t connect_time;     /* uv_now() at accept */
 	/* Deadlines count from these uv_now() stamps; 0 means "not now". */
 	uint64_t wait_start;       /* queued for a server (query_wait_timeout) */
@@ -68,7 +68,7 @@ struct client {
 	bool query_timed_out;      /* query_timeout fired, cancel sent */
 	struct leak_state leak;    /* last statement and the current episode */
 	enum admin_wait admin_wait;   /* console: an answer that waits */
-	char admin_wait_db[64];       /* ... for this database, "" for all */
+	char *admin_wait_db;          /* ... for this database, NULL: all */
 };
 
 /* True while the client logs in (startup, auth, waiting for the welcome). */

@@ -36,9 +36,9 @@ void conn_init(struct conn *conn, struct sluice *ctx, const struct conn_ops *ops
 	list_init(&conn->ready_node);
 }
 
-const char *conn_ident(const struct conn *conn)
+void conn_describe(const struct conn *conn, char *buf, size_t len)
 {
-	return conn->ident;
+	conn->ops->describe(conn, buf, len);
 }
 
 static void ready_idle_cb(uv_idle_t *idle)

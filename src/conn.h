@@ -35,6 +35,9 @@ struct conn_ops {
 	void (*on_eof)(struct conn *conn, int status);
 	/* The handle is closed and no write is pending: the owner frees now. */
 	void (*on_closed)(struct conn *conn);
+	/* Writes the identity log lines start with ("C-7: db/user@addr:port");
+	 * made when a line is written, so idle connections keep no copy. */
+	void (*describe)(const struct conn *conn, char *buf, size_t len);
 };
 
 struct conn {
@@ -65,15 +68,14 @@ struct conn {
 	bool close_after_flush;     /* close once writes_pending drops to 0 */
 	bool is_unix;               /* unix socket: no address, no keepalive */
 	bool console;               /* admin console: SUSPEND does not stop it */
-	char ident[160];            /* "C-7: db/user@addr:port", for logs */
 };
 
 /* Sets up a conn around a handle that the caller has uv_*_init'ed. */
 void conn_init(struct conn *conn, struct sluice *ctx, const struct conn_ops *ops,
                void *owner, bool is_unix);
 
-/* The identity prefix for log lines. */
-const char *conn_ident(const struct conn *conn);
+/* The identity prefix for log lines, written into buf. */
+void conn_describe(const struct conn *conn, char *buf, size_t len);
 
 /* Turns reading on or off as the owner's state wants. Turning it on offers
  * held bytes again on the next loop tick. */

@@ -128,15 +128,17 @@ void log_write(enum log_level level, const struct conn *conn, const char *fmt, .
 {
 	char buf[2048];
 	char stamp[64];
+	char ident[192] = "";
 	char *heap = NULL;
 	const char *msg;
 	va_list ap;
 
 	if (!log_enabled(level))
 		return;
+	if (conn)
+		conn_describe(conn, ident, sizeof(ident));
 	va_start(ap, fmt);
-	msg = format_message(buf, sizeof(buf), &heap, conn ? conn_ident(conn) : NULL,
-	                     fmt, ap);
+	msg = format_message(buf, sizeof(buf), &heap, ident, fmt, ap);
 	va_end(ap);
 
 	format_time(stamp, sizeof(stamp));

@@ -145,9 +145,9 @@ static void authenticated(struct client *c)
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return;
 	}
-	if (c->scram.has_client_key && !pool->has_scram_client_key) {
-		memcpy(pool->scram_client_key, c->scram.client_key, 32);
-		memcpy(pool->scram_server_key, c->scram.server_key, 32);
+	if (c->scram && c->scram->has_client_key && !pool->has_scram_client_key) {
+		memcpy(pool->scram_client_key, c->scram->client_key, 32);
+		memcpy(pool->scram_server_key, c->scram->server_key, 32);
 		pool->has_scram_client_key = true;
 	}
 	c->pool = pool;
@@ -287,8 +287,11 @@ static void sasl_initial(struct client *c, const uint8_t *body, size_t len)
 	mechanism = codec_get_str(&r);
 	data_len = codec_get_u32(&r);
 	data = codec_get_bytes(&r, data_len);
-	if (!mechanism || !data || strcmp(mechanism, "SCRAM-SHA-256") != 0 ||
-	    auth_scram_server_first(&c->scram, secret, (const char *)data, data_len,
+	if (!c->scram)
+		c->scram = calloc(1, sizeof(*c->scram));
+	if (!c->scram || !mechanism || !data ||
+	    strcmp(mechanism, "SCRAM-SHA-256") != 0 ||
+	    auth_scram_server_first(c->scram, secret, (const char *)data, data_len,
 	                            &server_first) < 0) {
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, SASL_FAILED);
 		return;
@@ -304,7 +307,7 @@ static void sasl_final(struct client *c, const uint8_t *body, size_t len)
 	char *server_final = NULL;
 
 	if (!secret || auth_secret_kind(secret) == AUTH_SECRET_MD5 ||
-	    auth_scram_server_final(&c->scram, (const char *)body, len,
+	    auth_scram_server_final(c->scram, (const char *)body, len,
 	                            &server_final) < 0) {
 		free(server_final);
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, SASL_FAILED);
@@ -317,7 +320,9 @@ static void sasl_final(struct client *c, const uint8_t *body, size_t len)
 	authenticated(c);
 	/* The exchange is over; an idle client should not carry its state
 	 * (authenticated() has copied the keys it needs to the pool). */
-	auth_scram_server_free(&c->scram);
+	auth_scram_server_free(c->scram);
+	free(c->scram);
+	c->scram = NULL;
 }
 
 /* --- startup packet --------------------------------------------------- */
@@ -387,8 +392,6 @@ static void startup_message(struct client *c, const uint8_t *body, size_t len)
 		c->database = strdup(c->user);
 	}
 	add_host_to_app_name(c);
-	snprintf(c->conn.ident, sizeof(c->conn.ident), "C-%llu: %s/%s@%s",
-	         (unsigned long long)c->id, c->database, c->user, c->addr);
 	if (cfg_of(c)->log_connections)
 		log_info(&c->conn, "login attempt: db=%s user=%s tls=no", c->database,
 		         c->user);

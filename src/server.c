@@ -204,9 +204,6 @@ int server_launch(struct pool *pool)
 	s->lifetime = spread_lifetime(pool->limits.server_lifetime);
 	conn_init(&s->conn, pool->ctx, &server_ops, s, is_unix);
 	s->conn.h.handle.data = &s->conn;
-	snprintf(s->conn.ident, sizeof(s->conn.ident), "S-%llu: %s/%s@%s:%d",
-	         (unsigned long long)s->id, pool->db_name, t->user,
-	         t->host ? t->host : "unix", t->port);
 	list_init(&s->node);
 	list_append(&pool->used, &s->node);
 	pool->server_count++;
@@ -802,10 +799,21 @@ static void on_closed(struct conn *conn)
 	free(s);
 }
 
+/* PgBouncer's form: S-<id>: db/user@host:port. */
+static void describe(const struct conn *conn, char *buf, size_t len)
+{
+	const struct server *s = conn->owner;
+	const struct pool_target *t = &s->pool->target;
+
+	snprintf(buf, len, "S-%llu: %s/%s@%s:%d", (unsigned long long)s->id,
+	         s->pool->db_name, t->user, t->host ? t->host : "unix", t->port);
+}
+
 static const struct conn_ops server_ops = {
 	.on_data = on_data,
 	.on_eof = on_eof,
 	.on_closed = on_closed,
+	.describe = describe,
 };
 
 void server_client_gone(struct server *s, bool client_mid_message, bool batch_open)
