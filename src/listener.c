@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -133,6 +134,12 @@ static int listen_unix(struct sluice *ctx)
 		return 0;
 	snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", cfg->unix_socket_dir,
 	         cfg->listen_port);
+	/* libuv would cut a longer path silently and bind somewhere else. */
+	if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		log_error(NULL, "unix_socket_dir is too long: %s must fit in %zu bytes",
+		          path, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+		return -1;
+	}
 	/* A socket file left by a crashed run would make bind fail. */
 	unlink(path);
 	l = add_listener(ctx, true, path);

@@ -219,6 +219,24 @@ static void print_tail(const char *path, int lines)
 	free(text);
 }
 
+/*
+ * The directory of a test: <run dir>/<start of the test name>-<hash>. Short,
+ * because sluice's unix socket lives in it and a socket path may not be
+ * longer than 107 bytes (sun_path).
+ */
+static void test_dir_name(char *buf, size_t len, const char *base,
+                          const char *suite, const char *test)
+{
+	uint32_t hash = 2166136261u; /* FNV-1a of "suite.test" */
+
+	for (const char *p = suite; *p; p++)
+		hash = (hash ^ (uint8_t)*p) * 16777619u;
+	hash = (hash ^ '.') * 16777619u;
+	for (const char *p = test; *p; p++)
+		hash = (hash ^ (uint8_t)*p) * 16777619u;
+	snprintf(buf, len, "%s/%.24s-%08x", base, test, (unsigned)hash);
+}
+
 const char *h_test_dir(void)
 {
 	const char *base = getenv("SLUICE_TEST_RUNDIR");
@@ -226,8 +244,8 @@ const char *h_test_dir(void)
 	if (test_dir[0])
 		return test_dir;
 	cr_assert(base && *base, "SLUICE_TEST_RUNDIR is not set");
-	snprintf(test_dir, sizeof(test_dir), "%s/%s.%s", base,
-	         criterion_current_suite->name, criterion_current_test->name);
+	test_dir_name(test_dir, sizeof(test_dir), base,
+	              criterion_current_suite->name, criterion_current_test->name);
 	cr_assert(mkdir(test_dir, 0755) == 0 || errno == EEXIST,
 	          "mkdir %s: %s", test_dir, strerror(errno));
 	return test_dir;
@@ -1786,13 +1804,15 @@ static void remove_tree(const char *path)
 
 ReportHook(POST_TEST)(struct criterion_test_stats *stats)
 {
-	char *dir = NULL;
+	char dir[PATH_MAX];
 
 	if (stats->test_status != CR_STATUS_FAILED || failed_count >= MAX_FAILED)
 		return;
-	if (asprintf(&dir, "%s/%s.%s", run_dir, stats->test->category,
-	             stats->test->name) > 0)
-		failed[failed_count++] = dir;
+	test_dir_name(dir, sizeof(dir), run_dir, stats->test->category,
+	              stats->test->name);
+	failed[failed_count] = strdup(dir);
+	if (failed[failed_count])
+		failed_count++;
 }
 
 static void report_failures(void)
