@@ -57,6 +57,7 @@ static void free_client(struct client *c)
 	free(c->admin_wait_db);
 	params_free(&c->params);
 	leak_free(&c->leak);
+	prepared_client_free(c);
 	if (c->scram)
 		auth_scram_server_free(c->scram);
 	free(c->scram);
@@ -123,6 +124,7 @@ void client_start(struct client *c)
  * start when nothing else was in flight. */
 static void request_sent(struct client *c)
 {
+	prepared_sync_sent(c->server);
 	if (server_expect_ready(c->server) == 1) {
 		uint64_t now = uv_now(c->ctx->loop);
 
@@ -160,6 +162,16 @@ static void track_message(struct client *c, uint8_t type)
 	}
 }
 
+/* Bytes of a message the leak detector wants to see first; 0: none. */
+static size_t leak_wanted(const struct client *c, size_t whole)
+{
+	size_t prefix = leak_wanted_prefix(c);
+
+	if (!prefix)
+		return 0;
+	return whole < PG_HEADER_LEN + prefix ? whole : PG_HEADER_LEN + prefix;
+}
+
 static bool names_a_statement(uint8_t type)
 {
 	return type == PG_MSG_QUERY || type == PG_MSG_PARSE || type == PG_MSG_BIND ||
@@ -173,21 +185,22 @@ static size_t forward_message(struct client *c, const uint8_t *data, size_t len,
 {
 	size_t whole = (size_t)h->len + 1;
 	size_t n = len < whole ? len : whole;
-	size_t prefix = leak_wanted_prefix(c);
+	size_t wanted = names_a_statement(h->type) ? leak_wanted(c, whole) : 0;
+	size_t replaced = 0;
 
-	if (prefix && names_a_statement(h->type)) {
-		size_t wanted = whole < PG_HEADER_LEN + prefix ? whole
-		                                               : PG_HEADER_LEN + prefix;
-
-		if (n < wanted) {
-			conn_need(&c->conn, (uint32_t)wanted);
-			return 0;
-		}
+	if (wanted < prepared_wanted(c, h->type, whole))
+		wanted = prepared_wanted(c, h->type, whole);
+	if (n < wanted) {
+		conn_need(&c->conn, (uint32_t)wanted);
+		return 0;
+	}
+	if (wanted && leak_wanted_prefix(c))
 		leak_observe(c, h->type, data + PG_HEADER_LEN, n - PG_HEADER_LEN,
 		             whole - PG_HEADER_LEN);
-	}
+	if (wanted && prepared_active(c))
+		replaced = prepared_forward(c, data, n, whole);
 	track_message(c, h->type);
-	conn_queue(&c->server->conn, data, n);
+	conn_queue(&c->server->conn, data + replaced, n - replaced);
 	c->forward_left = (uint32_t)(whole - n);
 	return n;
 }
@@ -195,6 +208,7 @@ static size_t forward_message(struct client *c, const uint8_t *data, size_t len,
 /* The first message of a transaction: get a server. True if linked now. */
 static bool begin_transaction(struct client *c)
 {
+	c->local_batch = false;
 	c->state = CLIENT_WAITING;
 	pool_acquire(c->pool, c);
 	if (c->state == CLIENT_ACTIVE)
@@ -235,6 +249,19 @@ static size_t query_data(struct client *c, const uint8_t *data, size_t len)
 			client_close(c, "client close request");
 			return len;
 		}
+		if (c->state == CLIENT_IDLE && prepared_active(c)) {
+			size_t whole = (size_t)h.len + 1;
+
+			if (n < whole && prepared_wanted(c, h.type, whole) == whole) {
+				conn_need(&c->conn, (uint32_t)whole);
+				break;
+			}
+			if (n >= whole && (n = prepared_local(c, data + pos, whole)) > 0) {
+				pos += n;
+				continue;
+			}
+			n = len - pos;
+		}
 		if (c->state == CLIENT_IDLE && !begin_transaction(c))
 			break;
 		n = forward_message(c, data + pos, n, &h);
@@ -247,6 +274,8 @@ static size_t query_data(struct client *c, const uint8_t *data, size_t len)
 	if (c->state == CLIENT_ACTIVE && c->server &&
 	    conn_flush(&c->server->conn, &c->conn) < 0)
 		server_close(c->server, "write failed");
+	if (c->conn.out_len > 0 && conn_flush(&c->conn, NULL) < 0)
+		client_close(c, "write failed"); /* answers sluice gave itself */
 	return pos;
 }
 

@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "conn.h"
 #include "leak.h"
+#include "prepared.h"
 #include "list.h"
 #include "params.h"
 
@@ -67,6 +68,8 @@ struct client {
 	bool wait_notified;        /* query_wait_notify sent for this wait */
 	bool query_timed_out;      /* query_timeout fired, cancel sent */
 	struct leak_state leak;    /* last statement and the current episode */
+	struct prep_client *prep;  /* its named statements, NULL: none */
+	bool local_batch;          /* sluice answered this batch so far itself */
 	enum admin_wait admin_wait;   /* console: an answer that waits */
 	char *admin_wait_db;          /* ... for this database, NULL: all */
 };

@@ -150,6 +150,7 @@ struct config {
 	uint64_t query_wait_notify;        /* 5000 */
 	int max_db_client_connections;     /* 0 = unlimited */
 	int max_user_client_connections;   /* 0 = unlimited */
+	int max_prepared_statements;       /* per server, 200; 0 = off */
 
 	/* leak detector */
 	uint64_t idle_transaction_log_timeout; /* ms, 0 = off */

@@ -22,6 +22,7 @@
 #include "listener.h"
 #include "log.h"
 #include "pool.h"
+#include "prepared.h"
 #include "server.h"
 #include "sluice.h"
 #include "stats.h"
@@ -209,6 +210,7 @@ static int run(struct sluice *ctx)
 	}
 	uv_run(ctx->loop, UV_RUN_DEFAULT);
 	pool_free_all(ctx);
+	prepared_registry_free(ctx);
 	stats_free(ctx);
 	rc = uv_loop_close(ctx->loop);
 	if (rc != 0)

@@ -77,6 +77,8 @@ struct pool {
 	uint64_t login_failed_at;  /* uv_now() of the last failed login, 0: none */
 	uint64_t timeouts[TIMEOUT_KINDS]; /* firings, for the admin console */
 	uint64_t leak_episodes;    /* idle-in-transaction episodes logged */
+	uint64_t client_parses;    /* named Parse messages from clients */
+	uint64_t server_parses;    /* Parse messages sluice sent to servers */
 	struct list idle;          /* struct server, SERVER_IDLE, oldest first */
 	struct list used;          /* servers linked, busy inside, or logging in */
 	struct list waiting;       /* struct client, CLIENT_WAITING, FIFO */

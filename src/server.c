@@ -470,6 +470,8 @@ static void cleanup(struct server *s)
 		return run_internal(s, "ROLLBACK", SERVER_NEXT_RELEASE);
 	if (s->needs_reset && reset && *reset) {
 		s->needs_reset = false;
+		if (prepared_drops_all(reset, strlen(reset)))
+			prepared_server_clear(s);
 		return run_internal(s, reset, SERVER_NEXT_RELEASE);
 	}
 	s->needs_reset = false;
@@ -595,6 +597,7 @@ static void active_ready(struct server *s, const uint8_t *msg, size_t len)
 		return;
 	}
 	s->expected_ready--;
+	prepared_ready(s);
 	s->status = len > PG_HEADER_LEN ? (char)msg[PG_HEADER_LEN] : 'E';
 	s->pool->query_count++;
 	if (s->pool->pool_mode == POOL_MODE_STATEMENT && s->status != 'I' &&
@@ -648,19 +651,24 @@ static size_t active_message(struct server *s, const uint8_t *data, size_t len)
 		return 0;
 	whole = (size_t)h.len + 1;
 	if (h.type == PG_MSG_READY_FOR_QUERY || h.type == PG_MSG_PARAMETER_STATUS ||
-	    (h.type == PG_MSG_ERROR && s->client->query_timed_out)) {
+	    (h.type == PG_MSG_ERROR && s->client->query_timed_out) ||
+	    prepared_wants_response(s, h.type)) {
 		if (len < whole) {
 			conn_need(&s->conn, (uint32_t)whole);
 			return 0;
 		}
-		if (h.type == PG_MSG_ERROR) {
-			timed_out_error(s, data, whole);
-		} else if (h.type == PG_MSG_PARAMETER_STATUS) {
-			record_parameter(s, data + PG_HEADER_LEN, whole - PG_HEADER_LEN);
-			client_send(s->client, data, whole);
-		} else {
+		if (prepared_wants_response(s, h.type) &&
+		    prepared_response(s, data, whole))
+			return whole; /* sluice's own answer, or rewritten */
+		if (h.type == PG_MSG_READY_FOR_QUERY)
 			active_ready(s, data, whole);
-		}
+		else if (h.type == PG_MSG_ERROR && s->client->query_timed_out)
+			timed_out_error(s, data, whole);
+		else if (h.type == PG_MSG_PARAMETER_STATUS)
+			record_parameter(s, data + PG_HEADER_LEN, whole - PG_HEADER_LEN);
+		if (h.type != PG_MSG_READY_FOR_QUERY &&
+		    !(h.type == PG_MSG_ERROR && s->client->query_timed_out))
+			client_send(s->client, data, whole);
 		return whole;
 	}
 	n = len < whole ? len : whole;
@@ -795,6 +803,7 @@ static void on_closed(struct conn *conn)
 	struct server *s = conn->owner;
 
 	params_free(&s->params);
+	prepared_server_free(s);
 	auth_scram_client_free(&s->scram);
 	free(s);
 }

@@ -11,6 +11,7 @@
 #include "conn.h"
 #include "list.h"
 #include "params.h"
+#include "prepared.h"
 
 struct client;
 struct pool;
@@ -55,6 +56,7 @@ struct server {
 	uint64_t lifetime;         /* server_lifetime, spread per server; 0: off */
 	int cancels_in_flight;     /* cancel connections not yet closed */
 	uint64_t cancel_deadline;  /* cancel_wait_timeout after query_timeout */
+	struct prep_server prep;   /* its prepared statements, pending answers */
 	uv_connect_t connect_req;  /* SERVER_CONNECTING */
 	struct sockaddr_storage addr; /* where it connected, for cancels */
 };

@@ -15,6 +15,7 @@ struct config;
 struct conn;
 struct listener;
 struct stats;
+struct prep_registry;
 
 #define SLUICE_VERSION PACKAGE_VERSION
 /* Bytes read from a socket at once; one shared buffer per loop. */
@@ -49,6 +50,7 @@ struct sluice {
 	int cli_verbose;           /* -v count, kept for log_configure on reload */
 	bool cli_quiet;            /* -q */
 	struct stats *stats;       /* counters per database, owned by stats.c */
+	struct prep_registry *prepared; /* distinct prepared statements */
 	uv_signal_t sigusr1;
 	uv_signal_t sigusr2;
 };

@@ -1,0 +1,90 @@
+/*
+ * prepared.h - protocol-level named prepared statements in transaction and
+ * statement mode (max_prepared_statements), as PgBouncer 1.21.
+ */
+#ifndef SLUICE_PREPARED_H
+#define SLUICE_PREPARED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct client;
+struct server;
+struct sluice;
+struct prep_stmt;
+struct prep_client;
+
+/* A response of the server that must be changed on its way to the client,
+ * in the order the requests went out. */
+struct prep_pending {
+	uint8_t kind;              /* PG_MSG_PARSE or PG_MSG_CLOSE sent */
+	bool swallow;              /* sluice's own: the client must not see it */
+	struct prep_stmt *stmt;    /* a Parse of sluice's name, else NULL */
+	uint64_t sync_seq;         /* Syncs sent before it */
+};
+
+/* What a server has prepared, and the answers still to come. */
+struct prep_server {
+	struct prep_entry *lru;    /* most recently used first */
+	struct prep_entry *lru_tail;
+	uint32_t count;            /* entries, <= max_prepared_statements */
+	struct prep_pending *pending; /* a ring of pending answers */
+	uint32_t pending_head;
+	uint32_t pending_len;
+	uint32_t pending_cap;
+	uint64_t syncs_sent;       /* ReadyForQuery owed, ever */
+	uint64_t syncs_answered;   /* ReadyForQuery received, ever */
+	uint64_t rename_id;        /* a duplicate Parse: its error names ... */
+	char *rename_to;           /* ... this client name instead */
+};
+
+/* True when the client's pool rewrites named statements. */
+bool prepared_active(const struct client *client);
+
+/* Bytes of a message of type (whole bytes in all) the client side needs
+ * before prepared_forward can handle it; 0 when it does not look. */
+size_t prepared_wanted(const struct client *client, uint8_t type, size_t whole);
+
+/*
+ * The client sends a message (avail bytes of it at msg, whole in all) to
+ * its linked server. Returns how many of its bytes sluice replaced with
+ * its own (already queued to the server): the caller forwards the rest
+ * unchanged. 0: forward it all unchanged.
+ */
+size_t prepared_forward(struct client *client, const uint8_t *msg, size_t avail,
+                        size_t whole);
+
+/*
+ * A whole message from a client that has no server (CLIENT_IDLE): a named
+ * Parse of a statement a server has accepted before, a Close of a
+ * statement, and the Flush/Sync that end such a batch are answered here.
+ * Returns the bytes used (whole), or 0 when a server is needed.
+ */
+size_t prepared_local(struct client *client, const uint8_t *msg, size_t whole);
+
+/* The client sent a Sync, Query or FunctionCall (a ReadyForQuery owed). */
+void prepared_sync_sent(struct server *server);
+
+/* True if a server message of type must be seen whole by
+ * prepared_response. */
+bool prepared_wants_response(const struct server *server, uint8_t type);
+
+/* A whole server message; true if it was swallowed or replaced (then the
+ * caller must not forward it). */
+bool prepared_response(struct server *server, const uint8_t *msg, size_t len);
+
+/* ReadyForQuery from the linked server: a batch is over. */
+void prepared_ready(struct server *server);
+
+/* The server's statements are gone (DISCARD ALL, DEALLOCATE ALL). */
+void prepared_server_clear(struct server *server);
+
+/* True if sql drops every prepared statement (DISCARD/DEALLOCATE ALL). */
+bool prepared_drops_all(const char *sql, size_t len);
+
+void prepared_server_free(struct server *server);
+void prepared_client_free(struct client *client);
+void prepared_registry_free(struct sluice *ctx);
+
+#endif
