@@ -22,6 +22,7 @@
 #include "client.h"
 #include "config.h"
 #include "control.h"
+#include "control.h"
 #include "pool.h"
 #include "server.h"
 #include "sluice.h"
@@ -695,15 +696,7 @@ static void count_database(struct sluice *ctx, const struct db_row *row,
 /* PAUSE db or KILL db holds it (a PAUSE of everything shows in STATE). */
 static bool database_paused(struct sluice *ctx, const char *name)
 {
-	if (ctx->paused)
-		return false;
-	for (struct list *l = ctx->pools.next; l != &ctx->pools; l = l->next) {
-		const struct pool *pool = LIST_ENTRY(l, struct pool, node);
-
-		if (pool->paused && strcmp(pool->db_name, name) == 0)
-			return true;
-	}
-	return false;
+	return !ctx->paused && control_is_paused(ctx, name);
 }
 
 /* -1 (not given) falls back to the main section's value. */

@@ -29,6 +29,38 @@ static bool pool_matches(const struct pool *pool, const char *db)
 	return !db || strcmp(pool->db_name, db) == 0;
 }
 
+/* Adds name to (present) or removes it from a comma separated list. */
+static void name_list_set(char **list, const char *name, bool present)
+{
+	size_t len = *list ? strlen(*list) : 0;
+	char *next;
+
+	if (config_list_contains(*list, name) == present)
+		return;
+	if (present) {
+		next = malloc(len + strlen(name) + 2);
+		if (!next)
+			return;
+		sprintf(next, "%s%s%s", len ? *list : "", len ? "," : "", name);
+	} else {
+		next = strdup("");
+		for (char *save = NULL, *item = strtok_r(*list, ",", &save);
+		     next && item; item = strtok_r(NULL, ",", &save)) {
+			char *grown;
+
+			if (strcmp(item, name) == 0 ||
+			    !(grown = realloc(next, strlen(next) + strlen(item) + 2)))
+				continue;
+			next = grown;
+			if (*next)
+				strcat(next, ",");
+			strcat(next, item);
+		}
+	}
+	free(*list);
+	*list = next;
+}
+
 /* Closes the idle servers of pool; the used ones close when released. */
 static void close_idle_servers(struct pool *pool, const char *why)
 {
@@ -92,15 +124,16 @@ int control_set(struct sluice *ctx, const char *key, const char *value,
 
 void control_pause(struct sluice *ctx, const char *db)
 {
+	/* The database is paused, not just its pools: new ones wait too. */
 	if (!db)
 		ctx->paused = true;
+	else
+		name_list_set(&ctx->paused_dbs, db, true);
 	for (struct list *l = ctx->pools.next; l != &ctx->pools; l = l->next) {
 		struct pool *pool = LIST_ENTRY(l, struct pool, node);
 
-		if (!pool_matches(pool, db))
-			continue;
-		pool->paused = true;
-		close_idle_servers(pool, "PAUSE");
+		if (pool_matches(pool, db))
+			close_idle_servers(pool, "PAUSE");
 	}
 	log_info(NULL, "PAUSE %s", db ? db : "(all)");
 }
@@ -123,18 +156,20 @@ void control_resume(struct sluice *ctx, const char *db)
 {
 	if (!db) {
 		ctx->paused = false;
+		free(ctx->paused_dbs);
+		ctx->paused_dbs = NULL;
 		if (ctx->suspended) {
 			ctx->suspended = false;
 			refresh_reading(ctx);
 		}
+	} else {
+		name_list_set(&ctx->paused_dbs, db, false);
 	}
 	for (struct list *l = ctx->pools.next; l != &ctx->pools; l = l->next) {
 		struct pool *pool = LIST_ENTRY(l, struct pool, node);
 
-		if (!pool_matches(pool, db))
-			continue;
-		pool->paused = false;
-		pool_launch_needed(pool);
+		if (pool_matches(pool, db))
+			pool_launch_needed(pool);
 	}
 	log_info(NULL, "RESUME %s", db ? db : "(all)");
 }
@@ -193,40 +228,20 @@ bool control_is_disabled(const struct sluice *ctx, const char *db)
 
 void control_disable(struct sluice *ctx, const char *db, bool disable)
 {
-	size_t len = ctx->disabled_dbs ? strlen(ctx->disabled_dbs) : 0;
-	char *list;
-
-	if (control_is_disabled(ctx, db) == disable)
-		return;
-	if (disable) {
-		list = malloc(len + strlen(db) + 2);
-		if (!list)
-			return;
-		sprintf(list, "%s%s%s", len ? ctx->disabled_dbs : "", len ? "," : "", db);
-	} else {
-		list = strdup("");
-		for (char *save = NULL, *name = strtok_r(ctx->disabled_dbs, ",", &save);
-		     list && name; name = strtok_r(NULL, ",", &save)) {
-			char *grown;
-
-			if (strcmp(name, db) == 0 ||
-			    !(grown = realloc(list, strlen(list) + strlen(name) + 2)))
-				continue;
-			list = grown;
-			if (*list)
-				strcat(list, ",");
-			strcat(list, name);
-		}
-	}
-	free(ctx->disabled_dbs);
-	ctx->disabled_dbs = list;
+	name_list_set(&ctx->disabled_dbs, db, disable);
 	log_info(NULL, "%s %s", disable ? "DISABLE" : "ENABLE", db);
+}
+
+bool control_is_paused(const struct sluice *ctx, const char *db)
+{
+	return ctx->paused || config_list_contains(ctx->paused_dbs, db);
 }
 
 int control_kill(struct sluice *ctx, const char *db)
 {
 	int killed = 0;
 
+	name_list_set(&ctx->paused_dbs, db, true);
 	for (struct list *l = ctx->clients.next; l != &ctx->clients; l = l->next) {
 		struct client *c = LIST_ENTRY(l, struct client, node);
 
@@ -241,7 +256,6 @@ int control_kill(struct sluice *ctx, const char *db)
 
 		if (!pool_matches(pool, db))
 			continue;
-		pool->paused = true;
 		close_idle_servers(pool, "KILL");
 		while (!list_empty(&pool->used))
 			server_close(LIST_ENTRY(pool->used.next, struct server, node),

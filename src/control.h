@@ -48,6 +48,8 @@ bool control_wait_close_done(struct sluice *ctx, const char *db);
 /* DISABLE / ENABLE db: new clients of db are refused / accepted. */
 void control_disable(struct sluice *ctx, const char *db, bool disable);
 bool control_is_disabled(const struct sluice *ctx, const char *db);
+/* True while PAUSE (of db, or of everything) or KILL db holds it. */
+bool control_is_paused(const struct sluice *ctx, const char *db);
 
 /* KILL db: drops its clients and servers, and pauses it. Returns count. */
 int control_kill(struct sluice *ctx, const char *db);

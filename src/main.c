@@ -274,6 +274,7 @@ int main(int argc, char **argv)
 		unlink(ctx.config->pidfile);
 	free(ctx.read_chunk);
 	free(ctx.disabled_dbs);
+	free(ctx.paused_dbs);
 	config_free(ctx.config);
 	return rc;
 }

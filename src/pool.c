@@ -10,6 +10,7 @@
 
 #include "client.h"
 #include "codec.h"
+#include "control.h"
 #include "log.h"
 #include "pool.h"
 #include "server.h"
@@ -193,7 +194,7 @@ static bool has_login_in_progress(struct pool *pool)
 
 bool pool_is_paused(const struct pool *pool)
 {
-	return pool->paused || pool->ctx->paused;
+	return control_is_paused(pool->ctx, pool->db_name);
 }
 
 bool pool_login_backoff(const struct pool *pool)

@@ -70,7 +70,6 @@ struct pool {
 	enum pool_mode pool_mode;
 	struct pool_limits limits;
 	bool autodb;               /* made from the "*" entry */
-	bool paused;               /* PAUSE db / KILL db */
 	uint32_t generation;       /* bumped by RECONNECT and changed targets */
 	int client_count;          /* logged-in clients of this pool */
 	uint64_t last_active;      /* uv_now() when a client last left or came */

@@ -46,6 +46,7 @@ struct sluice {
 	bool paused;               /* PAUSE without a database */
 	bool suspended;            /* SUSPEND: no socket is read */
 	char *disabled_dbs;        /* DISABLE'd names, comma separated */
+	char *paused_dbs;          /* PAUSE'd or KILL'ed names, likewise */
 	int shutdown_mode;         /* enum shutdown_mode: a shutdown waiting */
 	int cli_verbose;           /* -v count, kept for log_configure on reload */
 	bool cli_quiet;            /* -q */
