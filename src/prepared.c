@@ -33,8 +33,6 @@
 
 /* Bytes of a Bind needed to read its two names (NAMEDATALEN is 64). */
 #define BIND_PREFIX (PG_HEADER_LEN + 2 * 64 + 64)
-/* Bytes of a Query needed to see DISCARD ALL or DEALLOCATE ALL. */
-#define QUERY_PREFIX (PG_HEADER_LEN + 64)
 /* A name no statement has: Close of it is answered, and harmless. */
 #define NO_SUCH_STATEMENT "sluice_closed"
 
@@ -535,7 +533,10 @@ size_t prepared_wanted(const struct client *c, uint8_t type, size_t whole)
 	case PG_MSG_BIND:
 		return whole < BIND_PREFIX ? whole : BIND_PREFIX;
 	case PG_MSG_QUERY:
-		return whole < QUERY_PREFIX ? whole : QUERY_PREFIX;
+		/* DISCARD ALL is looked for in what has arrived: never wait for
+		 * a Query's text, which may be long or, from a bad client, never
+		 * come. */
+		return 0;
 	default:
 		return 0;
 	}

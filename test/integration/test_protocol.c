@@ -378,9 +378,11 @@ Test(protocol, prepare_and_execute_in_one_transaction)
 	PGresult *res;
 	const char *params[1] = { "20" };
 
-	h_sluice_start("default_pool_size = 1\n", NULL);
+	/* With max_prepared_statements off, named statements live on one
+	 * server: use them inside a transaction (and SQL DEALLOCATE sees them,
+	 * which it does not when sluice renames them). */
+	h_sluice_start("default_pool_size = 1\nmax_prepared_statements = 0\n", NULL);
 	conn = h_connect(H_ALICE, NULL);
-	/* Named statements live on one server: use them inside a transaction. */
 	h_exec(conn, "BEGIN");
 	res = PQprepare(conn, "double_it", "SELECT $1::int * 2", 1, NULL);
 	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(conn));
