@@ -385,10 +385,9 @@ Test(config, real_pgbouncer_ini_loads_with_warnings)
 	cr_assert_str_eq(warning(cfg, 2), "pgbouncer.ini:27: setting "
 	                 "server_tls_sslmode is not supported by sluice yet, "
 	                 "ignored");
-	cr_assert_str_eq(warning(cfg, 3), "pgbouncer.ini:28: setting "
-	                 "max_prepared_statements is not supported by sluice "
-	                 "yet, ignored");
-	cr_assert_null(warning(cfg, 4));
+	/* max_prepared_statements (line 28) is implemented: no warning. */
+	cr_assert_null(warning(cfg, 3));
+	cr_assert_eq(cfg->max_prepared_statements, 100);
 	cr_assert_eq(cfg->auth_type, AUTH_SCRAM);
 	cr_assert_str_eq(cfg->listen_addr, "*");
 	cr_assert_eq(cfg->max_client_conn, 500);
