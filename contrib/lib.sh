@@ -41,6 +41,7 @@ as_root() {
 SLUICE_PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	libuv1-dev libssl-dev libinih-dev libpq-dev libcriterion-dev
+	python3-asyncpg python3-psycopg
 )
 
 pg_bindir() {

@@ -197,7 +197,7 @@ static size_t forward_message(struct client *c, const uint8_t *data, size_t len,
 	if (wanted && leak_wanted_prefix(c))
 		leak_observe(c, h->type, data + PG_HEADER_LEN, n - PG_HEADER_LEN,
 		             whole - PG_HEADER_LEN);
-	if (names_a_statement(h->type) && prepared_active(c))
+	if (prepared_active(c))
 		replaced = prepared_forward(c, data, n, whole);
 	track_message(c, h->type);
 	conn_queue(&c->server->conn, data + replaced, n - replaced);

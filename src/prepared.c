@@ -73,6 +73,9 @@ struct prep_entry {
 	struct prep_entry *prev;
 	struct prep_entry *next;
 	struct prep_stmt *stmt;
+	bool confirmed;            /* its ParseComplete came back */
+	bool ours;                 /* sluice's own Parse, not the client's */
+	uint64_t parse_seq;        /* the batch (Syncs before) its Parse went in */
 };
 
 static uint64_t fnv(uint64_t h, const void *data, size_t len)
@@ -349,14 +352,6 @@ void prepared_server_clear(struct server *s)
 		server_forget(s, s->prep.lru);
 }
 
-void prepared_server_free(struct server *s)
-{
-	prepared_server_clear(s);
-	free(s->prep.pending);
-	free(s->prep.rename_to);
-	memset(&s->prep, 0, sizeof(s->prep));
-}
-
 void prepared_registry_free(struct sluice *ctx)
 {
 	struct prep_registry *reg = ctx->prepared;
@@ -382,7 +377,7 @@ void prepared_registry_free(struct sluice *ctx)
 /* --- pending answers -------------------------------------------------- */
 
 static int pending_push(struct prep_server *ps, uint8_t kind, bool swallow,
-                        struct prep_stmt *st)
+                        struct prep_stmt *st, const char *client_name)
 {
 	struct prep_pending *p;
 
@@ -403,6 +398,7 @@ static int pending_push(struct prep_server *ps, uint8_t kind, bool swallow,
 	p->kind = kind;
 	p->swallow = swallow;
 	p->stmt = st;
+	p->client_name = client_name ? strdup(client_name) : NULL;
 	p->sync_seq = ps->syncs_sent;
 	return 0;
 }
@@ -414,8 +410,19 @@ static struct prep_pending *pending_front(struct prep_server *ps)
 
 static void pending_pop(struct prep_server *ps)
 {
+	free(ps->pending[ps->pending_head].client_name);
 	ps->pending_head = (ps->pending_head + 1) % ps->pending_cap;
 	ps->pending_len--;
+}
+
+static void remember_failed(struct server *s, const struct prep_stmt *st,
+                             const char *client_name)
+{
+	struct prep_server *ps = &s->prep;
+	uint32_t i = ps->recent_next++ % 4;
+
+	ps->recent[i].id = st->id;
+	snprintf(ps->recent[i].name, sizeof(ps->recent[i].name), "%s", client_name);
 }
 
 void prepared_sync_sent(struct server *s)
@@ -433,12 +440,29 @@ void prepared_ready(struct server *s)
 	while ((p = pending_front(ps)) && p->sync_seq < ps->syncs_answered) {
 		struct prep_entry *e = p->stmt ? server_find(s, p->stmt) : NULL;
 
+		/* A Parse that failed prepared nothing, as in PostgreSQL; a Bind
+		 * of it already on its way must hear the client's name. Noted
+		 * first: forgetting may free the statement. */
+		if (p->client_name && p->stmt)
+			remember_failed(s, p->stmt, p->client_name);
 		if (e)
 			server_forget(s, e);
+		if (p->client_name && s->client)
+			client_remove(s->client, p->client_name);
 		pending_pop(ps);
 	}
 	free(ps->rename_to);
 	ps->rename_to = NULL;
+}
+
+void prepared_server_free(struct server *s)
+{
+	prepared_server_clear(s);
+	while (s->prep.pending_len > 0)
+		pending_pop(&s->prep);
+	free(s->prep.pending);
+	free(s->prep.rename_to);
+	memset(&s->prep, 0, sizeof(s->prep));
 }
 
 /* --- building messages ------------------------------------------------ */
@@ -471,26 +495,31 @@ static void queue_close(struct server *s, const char *name)
 }
 
 /* Makes room (closing the least recently used) and prepares st on s;
- * false if memory ran out. */
-static bool prepare_on(struct server *s, struct prep_stmt *st, bool swallow)
+ * client_name: the client's own Parse (its answer goes to the client),
+ * NULL: sluice's (swallowed). False if memory ran out. */
+static bool prepare_on(struct server *s, struct prep_stmt *st,
+                       const char *client_name)
 {
+	bool swallow = client_name == NULL;
 	struct prep_server *ps = &s->prep;
 	struct prep_entry *e;
 	int max = s->pool->ctx->config->max_prepared_statements;
 
 	while (ps->count >= (uint32_t)max && ps->lru_tail) {
 		queue_close(s, ps->lru_tail->stmt->name);
-		if (pending_push(ps, PG_MSG_CLOSE, true, NULL) < 0)
+		if (pending_push(ps, PG_MSG_CLOSE, true, NULL, NULL) < 0)
 			return false;
 		server_forget(s, ps->lru_tail);
 	}
 	e = calloc(1, sizeof(*e));
-	if (!e || pending_push(ps, PG_MSG_PARSE, swallow, st) < 0) {
+	if (!e || pending_push(ps, PG_MSG_PARSE, swallow, st, client_name) < 0) {
 		free(e);
 		return false;
 	}
 	queue_parse(s, st);
 	e->stmt = st;
+	e->ours = swallow;
+	e->parse_seq = ps->syncs_sent;
 	st->refs++;
 	lru_push_front(ps, e);
 	ps->count++;
@@ -504,7 +533,19 @@ static bool ensure_prepared(struct server *s, struct prep_stmt *st)
 	struct prep_entry *e = server_find(s, st);
 
 	if (!e)
-		return prepare_on(s, st, true);
+		return prepare_on(s, st, NULL);
+	if (!e->confirmed && e->ours && e->parse_seq != s->prep.syncs_sent) {
+		/* sluice's Parse went in an earlier batch that may yet fail and
+		 * skip it: prepare again in this one (the Close makes that safe
+		 * either way). A client's own Parse is not repeated: if it fails,
+		 * PostgreSQL's "does not exist" is the right answer. */
+		queue_close(s, st->name);
+		queue_parse(s, st);
+		if (pending_push(&s->prep, PG_MSG_CLOSE, true, NULL, NULL) < 0 ||
+		    pending_push(&s->prep, PG_MSG_PARSE, true, st, NULL) < 0)
+			return false;
+		e->parse_seq = s->prep.syncs_sent;
+	}
 	lru_unlink(&s->prep, e);
 	lru_push_front(&s->prep, e);
 	return true;
@@ -557,12 +598,20 @@ static size_t duplicate_parse(struct client *c, struct server *s,
 	fake.types = (uint8_t *)types;
 	fake.types_len = types_len;
 	queue_parse(s, &fake);
-	pending_push(&s->prep, PG_MSG_PARSE, false, NULL);
+	pending_push(&s->prep, PG_MSG_PARSE, false, NULL, NULL);
 	free(s->prep.rename_to);
 	s->prep.rename_to = strdup(name);
 	s->prep.rename_id = existing->id;
 	(void)c;
 	return 1;
+}
+
+/* DEALLOCATE ALL or DISCARD ALL on its way: the server will have no
+ * statement left, and the client none of its names. */
+static void forget_all(struct client *c, struct server *s)
+{
+	prepared_client_free(c);
+	prepared_server_clear(s);
 }
 
 static size_t forward_parse(struct client *c, struct server *s,
@@ -579,7 +628,9 @@ static size_t forward_parse(struct client *c, struct server *s,
 	query = codec_get_str(&r);
 	types_len = (uint32_t)(len - r.pos);
 	if (!name || !query || !*name) {
-		pending_push(&s->prep, PG_MSG_PARSE, false, NULL);
+		pending_push(&s->prep, PG_MSG_PARSE, false, NULL, NULL);
+		if (query && prepared_drops_all(query, strlen(query)))
+			forget_all(c, s);
 		return 0; /* unnamed (or malformed: the server says so) */
 	}
 	c->pool->client_parses++;
@@ -593,10 +644,10 @@ static size_t forward_parse(struct client *c, struct server *s,
 	e = server_find(s, st);
 	if (e) {
 		queue_close(s, st->name);
-		pending_push(&s->prep, PG_MSG_CLOSE, true, NULL);
+		pending_push(&s->prep, PG_MSG_CLOSE, true, NULL, NULL);
 		server_forget(s, e);
 	}
-	return prepare_on(s, st, false) ? 1 : 0;
+	return prepare_on(s, st, name) ? 1 : 0;
 }
 
 static size_t forward_bind(struct client *c, struct server *s,
@@ -660,7 +711,7 @@ static size_t forward_close(struct client *c, struct server *s,
 	codec_reader_init(&r, body, len);
 	what = codec_get_u8(&r);
 	name = codec_get_str(&r);
-	pending_push(&s->prep, PG_MSG_CLOSE, false, NULL);
+	pending_push(&s->prep, PG_MSG_CLOSE, false, NULL, NULL);
 	if (what != 'S' || !name || !*name)
 		return 0;
 	client_remove(c, name);
@@ -718,10 +769,8 @@ size_t prepared_forward(struct client *c, const uint8_t *msg, size_t avail,
 		done = forward_close(c, s, body, body_len);
 		break;
 	case PG_MSG_QUERY:
-		if (prepared_drops_all((const char *)body, avail - PG_HEADER_LEN)) {
-			prepared_client_free(c);
-			prepared_server_clear(s);
-		}
+		if (prepared_drops_all((const char *)body, avail - PG_HEADER_LEN))
+			forget_all(c, s);
 		return 0;
 	default:
 		return 0;
@@ -734,27 +783,48 @@ size_t prepared_forward(struct client *c, const uint8_t *msg, size_t avail,
 bool prepared_wants_response(const struct server *s, uint8_t type)
 {
 	if (type == PG_MSG_ERROR)
-		return s->prep.rename_to != NULL;
+		return s->prep.rename_to != NULL || s->prep.recent_next > 0;
 	return (type == '1' || type == '3') && s->prep.pending_len > 0;
 }
 
-/* PostgreSQL's duplicate-name error, with the client's name in it. */
+/* The client's name for server statement id in an error, or NULL. */
+static const char *client_name_for(const struct server *s, const char *message,
+                                   const char *sqlstate)
+{
+	const struct prep_server *ps = &s->prep;
+	char server_name[40];
+
+	if (ps->rename_to && strcmp(sqlstate, "42P05") == 0) {
+		snprintf(server_name, sizeof(server_name), "\"sluice_%llu\"",
+		         (unsigned long long)ps->rename_id);
+		return strstr(message, server_name) ? ps->rename_to : NULL;
+	}
+	for (uint32_t i = 0; i < 4 && strcmp(sqlstate, "26000") == 0; i++) {
+		snprintf(server_name, sizeof(server_name), "\"sluice_%llu\"",
+		         (unsigned long long)ps->recent[i].id);
+		if (ps->recent[i].id && strstr(message, server_name))
+			return ps->recent[i].name;
+	}
+	return NULL;
+}
+
+/* PostgreSQL's duplicate and does-not-exist errors, with the client's name
+ * in them instead of sluice's. */
 static bool rename_error(struct server *s, const uint8_t *msg, size_t len)
 {
 	struct pg_error_fields err;
-	char server_name[32];
+	const char *name;
 	char text[256];
 	struct msgbuf mb;
 
-	snprintf(server_name, sizeof(server_name), "\"sluice_%llu\"",
-	         (unsigned long long)s->prep.rename_id);
 	if (codec_parse_error(msg + PG_HEADER_LEN, len - PG_HEADER_LEN, &err) != CODEC_OK ||
-	    strcmp(err.sqlstate, "42P05") != 0 || !strstr(err.message, server_name))
+	    !(name = client_name_for(s, err.message, err.sqlstate)))
 		return false;
-	snprintf(text, sizeof(text), "prepared statement \"%s\" already exists",
-	         s->prep.rename_to);
+	snprintf(text, sizeof(text), strcmp(err.sqlstate, "42P05") == 0 ?
+	         "prepared statement \"%s\" already exists" :
+	         "prepared statement \"%s\" does not exist", name);
 	msgbuf_init(&mb);
-	codec_put_error(&mb, "ERROR", "42P05", text);
+	codec_put_error(&mb, "ERROR", err.sqlstate, text);
 	if (!mb.failed)
 		client_send(s->client, mb.data, mb.len);
 	msgbuf_free(&mb);
@@ -777,8 +847,13 @@ bool prepared_response(struct server *s, const uint8_t *msg, size_t len)
 		return false;
 	}
 	swallow = p->swallow;
-	if (p->stmt)
+	if (p->stmt) {
+		struct prep_entry *e = server_find(s, p->stmt);
+
 		p->stmt->valid = true;
+		if (e)
+			e->confirmed = true;
+	}
 	pending_pop(&s->prep);
 	return swallow;
 }

@@ -21,6 +21,8 @@ struct prep_pending {
 	uint8_t kind;              /* PG_MSG_PARSE or PG_MSG_CLOSE sent */
 	bool swallow;              /* sluice's own: the client must not see it */
 	struct prep_stmt *stmt;    /* a Parse of sluice's name, else NULL */
+	char *client_name;         /* the client's Parse: its name, forgotten
+	                              if the server never accepts it */
 	uint64_t sync_seq;         /* Syncs sent before it */
 };
 
@@ -37,6 +39,13 @@ struct prep_server {
 	uint64_t syncs_answered;   /* ReadyForQuery received, ever */
 	uint64_t rename_id;        /* a duplicate Parse: its error names ... */
 	char *rename_to;           /* ... this client name instead */
+	/* The last client Parses that failed: a Bind of one pipelined behind
+	 * it gets PostgreSQL's "does not exist" with the client's name. */
+	struct {
+		uint64_t id;
+		char name[64];
+	} recent[4];
+	uint32_t recent_next;
 };
 
 /* True when the client's pool rewrites named statements. */

@@ -420,6 +420,20 @@ static void run_internal(struct server *s, const char *sql, enum server_next nex
 	send_now(s, &mb);
 }
 
+static void adopt_server_values(struct server *s, struct client *c)
+{
+	const struct param *next;
+
+	/* Setting a value replaces its node: step on before that. */
+	for (const struct param *p = c->params.head; p; p = next) {
+		const char *theirs = params_get(&s->params, p->name);
+
+		next = p->next;
+		if (theirs && strcmp(theirs, p->value) != 0)
+			client_param_reported(c, p->name, theirs);
+	}
+}
+
 static void link_client(struct server *s)
 {
 	set_state(s, SERVER_ACTIVE);
@@ -524,7 +538,13 @@ static void internal_done(struct server *s)
 	if (!client || s->next == SERVER_NEXT_RELEASE)
 		return cleanup(s);
 	s->last_used = uv_now(s->pool->ctx->loop);
-	prepare_for_client(s, s->next != SERVER_NEXT_ASSIGN);
+	if (s->next == SERVER_NEXT_LINK) {
+		/* One SET round: the server's spelling is now the client's, even
+		 * where it reported nothing (a value SET to what it was). */
+		adopt_server_values(s, client);
+		return link_client(s);
+	}
+	prepare_for_client(s, false);
 }
 
 static void internal_message(struct server *s, uint8_t type, const uint8_t *body,
