@@ -27,6 +27,7 @@
 #include "config.h"
 #include "admin_control.h"
 #include "leak.h"
+#include "prepared.h"
 #include "log.h"
 #include "pool.h"
 #include "server.h"
@@ -319,6 +320,12 @@ static int show_leaks(struct sluice *ctx, struct msgbuf *mb)
 	return 0;
 }
 
+static int show_prepared_stats(struct sluice *ctx, struct msgbuf *mb)
+{
+	prepared_show_stats(ctx, mb);
+	return 0;
+}
+
 static int show_leak_stats(struct sluice *ctx, struct msgbuf *mb)
 {
 	leak_show_stats(ctx, mb);
@@ -474,6 +481,7 @@ static const struct show_command shows[] = {
 	{ "PEERS", NULL, false },
 	{ "PEER_POOLS", NULL, false },
 	{ "POOLS", admin_show_pools, false },
+	{ "PREPARED_STATS", show_prepared_stats, false },
 	{ "SERVERS", admin_show_servers, false },
 	{ "SOCKETS", admin_show_sockets, false },
 	{ "STATE", show_state, false },

@@ -938,3 +938,35 @@ size_t prepared_local(struct client *c, const uint8_t *msg, size_t whole)
 	c->local_batch = true;
 	return whole;
 }
+
+/* --- the console ------------------------------------------------------ */
+
+void prepared_show_stats(struct sluice *ctx, struct msgbuf *mb)
+{
+	static const char *const cols[] = {
+		"database", "user", "client_parses", "server_parses",
+		"server_statements", "distinct_statements",
+	};
+	struct prep_registry *reg = ctx->prepared;
+
+	codec_put_row_description(mb, cols, sizeof(cols) / sizeof(cols[0]));
+	for (struct list *l = ctx->pools.next; l != &ctx->pools; l = l->next) {
+		const struct pool *pool = LIST_ENTRY(l, const struct pool, node);
+		char num[4][24];
+		uint64_t held = 0;
+
+		for (const struct list *s = pool->used.next; s != &pool->used; s = s->next)
+			held += LIST_ENTRY(s, const struct server, node)->prep.count;
+		for (const struct list *s = pool->idle.next; s != &pool->idle; s = s->next)
+			held += LIST_ENTRY(s, const struct server, node)->prep.count;
+		snprintf(num[0], 24, "%llu", (unsigned long long)pool->client_parses);
+		snprintf(num[1], 24, "%llu", (unsigned long long)pool->server_parses);
+		snprintf(num[2], 24, "%llu", (unsigned long long)held);
+		snprintf(num[3], 24, "%zu", reg ? reg->count : (size_t)0);
+		const char *vals[] = {
+			pool->db_name, pool->user_name, num[0], num[1], num[2], num[3],
+		};
+		codec_put_data_row(mb, vals, sizeof(vals) / sizeof(vals[0]));
+	}
+	codec_put_command_complete(mb, "SHOW");
+}

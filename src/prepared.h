@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 struct client;
+struct msgbuf;
 struct server;
 struct sluice;
 struct prep_stmt;
@@ -91,6 +92,10 @@ void prepared_server_clear(struct server *server);
 
 /* True if sql drops every prepared statement (DISCARD/DEALLOCATE ALL). */
 bool prepared_drops_all(const char *sql, size_t len);
+
+/* SHOW PREPARED_STATS (sluice's own): per pool, named Parses from
+ * clients, Parses sent to servers, and statements prepared on servers. */
+void prepared_show_stats(struct sluice *ctx, struct msgbuf *mb);
 
 void prepared_server_free(struct server *server);
 void prepared_client_free(struct client *client);
