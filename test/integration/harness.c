@@ -1875,3 +1875,31 @@ int main(int argc, char *argv[])
 		remove_tree(run_dir);
 	return result;
 }
+
+int h_pgbench(const char *const *args, int timeout_ms, struct h_output *out)
+{
+	char program[PATH_MAX], port[16];
+	const char *argv[32];
+	int n = 0;
+
+	argv[n++] = h_pg_program("pgbench", program, sizeof(program));
+	argv[n++] = "-h";
+	argv[n++] = "127.0.0.1";
+	argv[n++] = "-p";
+	snprintf(port, sizeof(port), "%d", h_port());
+	argv[n++] = port;
+	argv[n++] = "-U";
+	argv[n++] = H_ALICE;
+	for (size_t i = 0; args[i] && n < 30; i++)
+		argv[n++] = args[i];
+	argv[n++] = H_DBNAME;
+	argv[n] = NULL;
+	return h_run(argv, timeout_ms, out);
+}
+
+long h_report_number(const struct h_output *out, const char *label)
+{
+	const char *p = strstr(out->out, label);
+
+	return p ? strtol(p + strlen(label), NULL, 10) : -1;
+}

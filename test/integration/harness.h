@@ -275,4 +275,11 @@ double h_now(void);
 
 void h_sleep_ms(int ms);
 
+/* Runs pgbench against h_port() as alice with args (NULL-terminated),
+ * database H_DBNAME; its output goes to out. Returns h_run's status. */
+int h_pgbench(const char *const *args, int timeout_ms, struct h_output *out);
+
+/* The number after label in a pgbench report, or -1 if it is not there. */
+long h_report_number(const struct h_output *out, const char *label);
+
 #endif

@@ -418,34 +418,14 @@ Test(prepared, statement_mode)
 
 static struct h_output pgbench_out;
 
-/* Runs pgbench against h_port() as alice with args (NULL-terminated). */
 static int pgbench(const char *const *args, int timeout_ms)
 {
-	char program[PATH_MAX], port[16];
-	const char *argv[32];
-	int n = 0;
-
-	argv[n++] = h_pg_program("pgbench", program, sizeof(program));
-	argv[n++] = "-h";
-	argv[n++] = "127.0.0.1";
-	argv[n++] = "-p";
-	snprintf(port, sizeof(port), "%d", h_port());
-	argv[n++] = port;
-	argv[n++] = "-U";
-	argv[n++] = H_ALICE;
-	for (size_t i = 0; args[i] && n < 30; i++)
-		argv[n++] = args[i];
-	argv[n++] = H_DBNAME;
-	argv[n] = NULL;
-	return h_run(argv, timeout_ms, &pgbench_out);
+	return h_pgbench(args, timeout_ms, &pgbench_out);
 }
 
-/* The number after label in pgbench's report, or -1 if it is not there. */
 static long report_number(const char *label)
 {
-	const char *p = strstr(pgbench_out.out, label);
-
-	return p ? strtol(p + strlen(label), NULL, 10) : -1;
+	return h_report_number(&pgbench_out, label);
 }
 
 Test(prepared, pgbench_prepared_32_clients_4_servers)
