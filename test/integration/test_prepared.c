@@ -428,6 +428,31 @@ static long report_number(const char *label)
 	return h_report_number(&pgbench_out, label);
 }
 
+static long stats_column(PGresult *res, const char *name)
+{
+	int col = PQfnumber(res, name);
+
+	cr_assert_geq(col, 0, "SHOW PREPARED_STATS has no column %s", name);
+	return atol(PQgetvalue(res, 0, col));
+}
+
+/* After the pgbench run: 32 clients each Parsed the script's 7 statements
+ * once; 7 distinct statements; each of the 4 servers holds at most 7. */
+static void prepared_stats_agree(void)
+{
+	PGconn *admin = h_connect(H_ADMIN, "dbname=sluice");
+	PGresult *res = PQexec(admin, "SHOW PREPARED_STATS");
+
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(admin));
+	cr_assert_eq(PQntuples(res), 1, "one pool, %d rows", PQntuples(res));
+	cr_expect_eq(stats_column(res, "client_parses"), 32 * 7);
+	cr_expect_eq(stats_column(res, "distinct_statements"), 7);
+	cr_expect_leq(stats_column(res, "server_statements"), 4 * 7);
+	cr_expect_geq(stats_column(res, "server_parses"), 7);
+	PQclear(res);
+	PQfinish(admin);
+}
+
 Test(prepared, pgbench_prepared_32_clients_4_servers)
 {
 	static const char *const init[] = { "-i", "-s", "1", "-q", NULL };
@@ -459,6 +484,7 @@ Test(prepared, pgbench_prepared_32_clients_4_servers)
 			cr_expect(n >= 1 && n <= 7, "%ld sluice statements on a server", n);
 		}
 		PQfinish(conn);
+		prepared_stats_agree();
 	}
 	h_finish();
 }
