@@ -239,23 +239,6 @@ struct relay_conn {
 	int fd;                    /* from sluice */
 };
 
-static bool send_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		p += n;
-		len -= (size_t)n;
-	}
-	return true;
-}
-
 /* Reads len bytes unless the relay stops or the peer goes. */
 static bool relay_read(struct relay *r, int fd, uint8_t *buf, size_t len)
 {
@@ -303,7 +286,7 @@ static void relay_pipe(struct relay *r, int a, int b)
 			if (!p[i].revents)
 				continue;
 			n = read(p[i].fd, buf, sizeof(buf));
-			if (n <= 0 || !send_all(p[1 - i].fd, buf, (size_t)n))
+			if (n <= 0 || !h_raw_send(p[1 - i].fd, buf, (size_t)n))
 				return;
 		}
 	}
@@ -354,7 +337,7 @@ static void *relay_conn_main(void *arg)
 				h_sleep_ms(10);
 	}
 	pg = relay_connect_pg(r);
-	if (pg < 0 || !send_all(pg, packet, have))
+	if (pg < 0 || !h_raw_send(pg, packet, have))
 		goto out;
 	if (have == 16)
 		atomic_store(&r->delivered_us, (long long)(h_now() * 1e6));
