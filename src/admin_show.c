@@ -312,22 +312,6 @@ static const char *const socket_cols[] = {
 #define SOCKET_DEBUG_TYPES SOCKET_TYPES "iiiiiii"
 
 /* An address as PgBouncer's pga_ntop writes it, and its port. */
-static void address_text(const struct sockaddr_storage *ss, char *buf,
-                         size_t len, int *port)
-{
-	if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-
-		uv_ip6_name(a, buf, len);
-		*port = ntohs(a->sin6_port);
-	} else if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-
-		uv_ip4_name(a, buf, len);
-		*port = ntohs(a->sin_port);
-	}
-}
-
 /* The local end of a TCP connection ("" and 0 before it connects). */
 static void local_address(struct sock *sk, struct conn *conn)
 {
@@ -335,7 +319,7 @@ static void local_address(struct sock *sk, struct conn *conn)
 	int len = sizeof(ss);
 
 	if (uv_tcp_getsockname(&conn->h.tcp, (struct sockaddr *)&ss, &len) == 0)
-		address_text(&ss, sk->local_addr, sizeof(sk->local_addr),
+		sockaddr_text((struct sockaddr *)&ss, sk->local_addr, sizeof(sk->local_addr),
 		             &sk->local_port);
 }
 
@@ -366,7 +350,7 @@ static void client_addresses(struct sock *sk, struct client *c)
 		return;
 	}
 	if (uv_tcp_getpeername(&c->conn.h.tcp, (struct sockaddr *)&ss, &len) == 0)
-		address_text(&ss, sk->addr, sizeof(sk->addr), &sk->port);
+		sockaddr_text((struct sockaddr *)&ss, sk->addr, sizeof(sk->addr), &sk->port);
 	local_address(sk, &c->conn);
 }
 
@@ -378,7 +362,7 @@ static void server_addresses(struct sock *sk, struct server *s)
 		sk->port = sk->local_port = s->pool->target.port;
 		return;
 	}
-	address_text(&s->addr, sk->addr, sizeof(sk->addr), &sk->port);
+	sockaddr_text((struct sockaddr *)&s->addr, sk->addr, sizeof(sk->addr), &sk->port);
 	if (s->state != SERVER_CONNECTING)
 		local_address(sk, &s->conn);
 }

@@ -56,7 +56,7 @@ static void free_client(struct client *c)
 	free(c->database);
 	free(c->admin_wait_db);
 	params_free(&c->params);
-	leak_free(&c->leak);
+	leak_free(c);
 	prepared_client_free(c);
 	if (c->scram)
 		auth_scram_server_free(c->scram);
@@ -105,12 +105,8 @@ void client_start(struct client *c)
 	/* Counted but refused after its startup packet, as PgBouncer does. */
 	c->over_limit = ctx->client_count > ctx->config->max_client_conn;
 	c->conn.max_packet = (uint32_t)ctx->config->max_packet_size;
-	if (c->conn.is_unix) {
-		snprintf(c->addr, sizeof(c->addr), "unix:%d", ctx->config->listen_port);
-	} else {
-		conn_set_tcp_options(&c->conn, ctx->config);
-		conn_peer_name(&c->conn, c->addr, sizeof(c->addr));
-	}
+	conn_set_tcp_options(&c->conn, ctx->config);
+	conn_peer_addr(&c->conn, &c->peer);
 	auth_random_bytes(key, sizeof(key));
 	memcpy(&c->cancel_pid, key, 4);
 	memcpy(&c->cancel_key, key + 4, 4);
@@ -137,7 +133,7 @@ static void request_sent(struct client *c)
 /* Notes what a message owes before it goes to the server. */
 static void track_message(struct client *c, uint8_t type)
 {
-	if (c->leak.episode_since)
+	if (c->leak)
 		leak_client_spoke(c, uv_now(c->ctx->loop));
 	c->idle_xact_since = 0;
 	switch (type) {
@@ -211,12 +207,7 @@ static bool begin_transaction(struct client *c)
 	c->local_batch = false;
 	c->state = CLIENT_WAITING;
 	pool_acquire(c->pool, c);
-	if (c->state == CLIENT_ACTIVE)
-		return true;
-	/* Reading stops only when the client must wait: toggling it for a
-	 * server that is ready at once would cost two epoll_ctl calls. */
-	conn_want_read(&c->conn, false);
-	return false;
+	return c->state == CLIENT_ACTIVE;
 }
 
 static size_t query_data(struct client *c, const uint8_t *data, size_t len)
@@ -279,6 +270,19 @@ static size_t query_data(struct client *c, const uint8_t *data, size_t len)
 	return pos;
 }
 
+/*
+ * A client waiting for a server stays readable: stopping and restarting the
+ * read would cost two epoll_ctl calls per queued transaction, and a client
+ * that hangs up is noticed at once. What it sends meanwhile is held, up to
+ * one read chunk; past that reading stops until a server is linked.
+ */
+static size_t waiting_data(struct client *c, size_t len)
+{
+	if (len >= SLUICE_READ_CHUNK)
+		conn_want_read(&c->conn, false);
+	return 0;
+}
+
 static size_t on_data(struct conn *conn, const uint8_t *data, size_t len)
 {
 	struct client *c = conn->owner;
@@ -290,8 +294,9 @@ static size_t on_data(struct conn *conn, const uint8_t *data, size_t len)
 	case CLIENT_AUTH_SASL_FINAL:
 		return login_data(c, data, len);
 	case CLIENT_WELCOME:
-	case CLIENT_WAITING:
 		return 0;
+	case CLIENT_WAITING:
+		return waiting_data(c, len);
 	case CLIENT_IDLE:
 	case CLIENT_ACTIVE:
 		return query_data(c, data, len);
@@ -446,14 +451,27 @@ static void on_closed(struct conn *conn)
 	free_client(conn->owner);
 }
 
+void client_host_port(const struct client *c, char *host, size_t len, int *port)
+{
+	if (c->conn.is_unix) {
+		snprintf(host, len, "unix");
+		*port = c->ctx->config->listen_port;
+		return;
+	}
+	sockaddr_text(&c->peer.sa, host, len, port);
+}
+
 /* PgBouncer's form: C-<id>: db/user@addr:port. */
 static void describe(const struct conn *conn, char *buf, size_t len)
 {
 	const struct client *c = conn->owner;
+	char host[64];
+	int port;
 
-	snprintf(buf, len, "C-%llu: %s/%s@%s", (unsigned long long)c->id,
+	client_host_port(c, host, sizeof(host), &port);
+	snprintf(buf, len, "C-%llu: %s/%s@%s:%d", (unsigned long long)c->id,
 	         c->database ? c->database : "(nodb)",
-	         c->user ? c->user : "(nouser)", c->addr);
+	         c->user ? c->user : "(nouser)", host, port);
 }
 
 static const struct conn_ops client_ops = {

@@ -51,7 +51,7 @@ struct client {
 	struct params params;      /* tracked parameters as the client set them */
 	uint32_t cancel_pid;       /* BackendKeyData sluice gave the client */
 	uint32_t cancel_key;
-	char addr[64];             /* "host:port" of the peer */
+	union peer_addr peer;      /* its address (AF_UNSPEC on the unix socket) */
 	bool over_limit;           /* accepted past max_client_conn */
 	bool is_admin_user;        /* in admin_users (else stats_users only) */
 	uint32_t forward_left;     /* body bytes of a message passing through */
@@ -67,7 +67,7 @@ struct client {
 	uint64_t idle_xact_since;  /* ReadyForQuery 'T'/'E', nothing sent since */
 	bool wait_notified;        /* query_wait_notify sent for this wait */
 	bool query_timed_out;      /* query_timeout fired, cancel sent */
-	struct leak_state leak;    /* last statement and the current episode */
+	struct leak_state *leak;   /* last statement and episode; NULL: none yet */
 	struct prep_client *prep;  /* its named statements, NULL: none */
 	bool local_batch;          /* sluice answered this batch so far itself */
 	enum admin_wait admin_wait;   /* console: an answer that waits */
@@ -122,6 +122,10 @@ const char *client_param(const struct client *client, const char *name);
 /* The linked server reported name = value (tracked): the client's view. */
 void client_param_reported(struct client *client, const char *name,
                            const char *value);
+
+/* The client's host as text ("unix" on the unix socket) and its port. */
+void client_host_port(const struct client *client, char *host, size_t len,
+                      int *port);
 
 /* Finds the client a CancelRequest's key names, or NULL. */
 struct client *client_find_by_cancel_key(struct sluice *ctx, uint32_t pid,

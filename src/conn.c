@@ -19,9 +19,37 @@
 /* What one uv_write carries: the request and the bytes it owns. */
 struct write_req {
 	uv_write_t req;
-	uint8_t *bytes;            /* malloc'd, freed in write_cb */
+	uint8_t *bytes;            /* an output buffer, given back in write_cb */
+	uint32_t cap;
 	struct conn *conn;
 };
+
+/*
+ * Output buffers: a pass usually queues a few hundred bytes and the kernel
+ * takes them at once, so the buffer is free again in the same pass. Reusing
+ * spare ones of one size keeps malloc and free off the per-message path,
+ * while idle connections still hold no buffer.
+ */
+static uint8_t *take_out_buffer(struct sluice *ctx)
+{
+	if (ctx->out_spare_count > 0)
+		return ctx->out_spares[--ctx->out_spare_count];
+	return malloc(SLUICE_OUT_SPARE_SIZE);
+}
+
+static void give_back_out_buffer(struct sluice *ctx, uint8_t *buf, uint32_t cap)
+{
+	if (cap == SLUICE_OUT_SPARE_SIZE && ctx->out_spare_count < SLUICE_OUT_SPARES)
+		ctx->out_spares[ctx->out_spare_count++] = buf;
+	else
+		free(buf);
+}
+
+void conn_free_spares(struct sluice *ctx)
+{
+	while (ctx->out_spare_count > 0)
+		free(ctx->out_spares[--ctx->out_spare_count]);
+}
 
 void conn_init(struct conn *conn, struct sluice *ctx, const struct conn_ops *ops,
                void *owner, bool is_unix)
@@ -88,6 +116,8 @@ void conn_want_read(struct conn *conn, bool want)
 	update_reading(conn);
 	if (!want)
 		list_remove(&conn->ready_node);
+	else if (conn->reading && conn->held_len > 0)
+		schedule_ready(conn); /* bytes held while the owner could not use them */
 }
 
 static int grow_held(struct conn *conn, size_t cap)
@@ -114,19 +144,21 @@ int conn_need(struct conn *conn, uint32_t len)
 	return 0;
 }
 
+/*
+ * Reads go to the shared chunk unless the owner waits for a message longer
+ * than what is held: then straight into held, grown to the message's size,
+ * so a big message is copied once.
+ */
 static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
 	struct conn *conn = handle->data;
-	size_t want = (size_t)conn->held_len + SLUICE_READ_CHUNK;
 
 	(void)suggested;
-	if (conn->held_len == 0 && conn->need == 0) {
+	if (conn->need <= conn->held_len) {
 		*buf = uv_buf_init((char *)conn->ctx->read_chunk, SLUICE_READ_CHUNK);
 		return;
 	}
-	if (conn->need > want)
-		want = conn->need;
-	if (grow_held(conn, want) < 0) {
+	if (grow_held(conn, conn->need) < 0) {
 		*buf = uv_buf_init(NULL, 0); /* read_cb then gets UV_ENOBUFS */
 		return;
 	}
@@ -155,7 +187,20 @@ static void process_held(struct conn *conn)
 /* Offers bytes from the shared chunk; what is left is copied to held. */
 static void process_chunk(struct conn *conn, const uint8_t *data, size_t len)
 {
-	size_t used = conn->ops->on_data(conn, data, len);
+	size_t used;
+
+	if (conn->held_len > 0) {
+		/* the owner sees one span: held bytes, then these */
+		if (grow_held(conn, (size_t)conn->held_len + len) < 0) {
+			conn->ops->on_eof(conn, UV_ENOBUFS);
+			return;
+		}
+		memcpy(conn->held + conn->held_len, data, len);
+		conn->held_len += (uint32_t)len;
+		process_held(conn);
+		return;
+	}
+	used = conn->ops->on_data(conn, data, len);
 
 	if (conn->closing)
 		return;
@@ -215,11 +260,20 @@ void conn_run_ready(struct sluice *ctx)
 
 void conn_queue(struct conn *conn, const void *data, size_t len)
 {
-	size_t cap = conn->out_cap ? conn->out_cap : 512;
+	size_t cap;
 	uint8_t *grown;
 
 	if (len == 0 || conn->closing)
 		return;
+	if (conn->out_cap == 0) {
+		conn->out = take_out_buffer(conn->ctx);
+		if (!conn->out) {
+			conn_close(conn);
+			return;
+		}
+		conn->out_cap = SLUICE_OUT_SPARE_SIZE;
+	}
+	cap = conn->out_cap;
 	while (cap - conn->out_len < len)
 		cap *= 2;
 	if (cap != conn->out_cap) {
@@ -273,7 +327,7 @@ static void write_cb(uv_write_t *req, int status)
 	struct write_req *w = (struct write_req *)req;
 	struct conn *conn = w->conn;
 
-	free(w->bytes);
+	give_back_out_buffer(conn->ctx, w->bytes, w->cap);
 	free(w);
 	conn->writes_pending--;
 	if (status < 0 && status != UV_ECANCELED && !conn->closing)
@@ -287,7 +341,8 @@ static void write_cb(uv_write_t *req, int status)
 
 static void drop_output(struct conn *conn)
 {
-	free(conn->out);
+	if (conn->out)
+		give_back_out_buffer(conn->ctx, conn->out, conn->out_cap);
 	conn->out = NULL;
 	conn->out_len = 0;
 	conn->out_cap = 0;
@@ -317,6 +372,7 @@ int conn_flush(struct conn *conn, struct conn *producer)
 	if (!w)
 		return UV_ENOMEM;
 	w->bytes = conn->out;
+	w->cap = conn->out_cap;
 	w->conn = conn;
 	buf = uv_buf_init((char *)conn->out + sent, conn->out_len - (uint32_t)sent);
 	rc = uv_write(&w->req, &conn->h.stream, &buf, 1, write_cb);
@@ -375,30 +431,31 @@ void conn_close_after_flush(struct conn *conn)
 	conn->close_after_flush = true;
 }
 
-void conn_peer_name(struct conn *conn, char *buf, size_t len)
+void conn_peer_addr(struct conn *conn, union peer_addr *out)
 {
-	struct sockaddr_storage ss;
-	int ss_len = sizeof(ss);
-	char host[64] = "?";
-	int port = 0;
+	int len = sizeof(*out);
 
-	if (conn->is_unix ||
-	    uv_tcp_getpeername(&conn->h.tcp, (struct sockaddr *)&ss, &ss_len) != 0) {
-		snprintf(buf, len, "unix:%d", 0);
-		return;
-	}
-	if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+	memset(out, 0, sizeof(*out));
+	if (conn->is_unix || uv_tcp_getpeername(&conn->h.tcp, &out->sa, &len) != 0)
+		out->sa.sa_family = AF_UNSPEC;
+}
 
-		uv_ip6_name(a, host, sizeof(host));
-		port = ntohs(a->sin6_port);
+void sockaddr_text(const struct sockaddr *sa, char *buf, size_t len, int *port)
+{
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+
+		uv_ip6_name(a, buf, len);
+		*port = ntohs(a->sin6_port);
+	} else if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+
+		uv_ip4_name(a, buf, len);
+		*port = ntohs(a->sin_port);
 	} else {
-		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-
-		uv_ip4_name(a, host, sizeof(host));
-		port = ntohs(a->sin_port);
+		snprintf(buf, len, "?");
+		*port = 0;
 	}
-	snprintf(buf, len, "%s:%d", host, port);
 }
 
 /* setsockopt on the connection's fd; failures only cost the tuning. */

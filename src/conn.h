@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <uv.h>
 
 #include "list.h"
@@ -110,6 +111,9 @@ void conn_close(struct conn *conn);
 /* Stops reading, sends what is queued, then closes. */
 void conn_close_after_flush(struct conn *conn);
 
+/* Frees the spare output buffers (at exit). */
+void conn_free_spares(struct sluice *ctx);
+
 /* Runs on ctx->ready: offers held bytes to owners that want them. */
 void conn_run_ready(struct sluice *ctx);
 
@@ -117,7 +121,18 @@ void conn_run_ready(struct sluice *ctx);
  * tcp_user_timeout as configured; nothing for unix sockets. */
 void conn_set_tcp_options(struct conn *conn, const struct config *cfg);
 
-/* "addr:port" of the peer into buf ("unix" for unix sockets). */
-void conn_peer_name(struct conn *conn, char *buf, size_t len);
+/* A TCP peer's address in 28 bytes; its text is made when needed. */
+union peer_addr {
+	struct sockaddr sa;        /* sa_family AF_UNSPEC: unknown or unix */
+	struct sockaddr_in v4;
+	struct sockaddr_in6 v6;
+};
+
+/* The peer of a TCP conn (AF_UNSPEC if the kernel does not say). */
+void conn_peer_addr(struct conn *conn, union peer_addr *out);
+
+/* The host of an AF_INET/AF_INET6 address as text, and its port; "?" and
+ * 0 for any other family. */
+void sockaddr_text(const struct sockaddr *sa, char *buf, size_t len, int *port);
 
 #endif

@@ -37,6 +37,27 @@ static bool enabled(const struct client *c)
 	return c->pool && c->pool->limits.idle_transaction_log_timeout > 0;
 }
 
+/* The client's detector state, made when first needed: clients of pools
+ * without the detector, and idle ones, carry only the pointer. NULL when
+ * out of memory (the detector then just misses this client). */
+static struct leak_state *state_of(struct client *c)
+{
+	if (!c->leak)
+		c->leak = calloc(1, sizeof(*c->leak));
+	return c->leak;
+}
+
+/* Nonzero while a logged episode is open. */
+static uint64_t episode_since(const struct client *c)
+{
+	return c->leak ? c->leak->episode_since : 0;
+}
+
+static const char *last_statement(const struct client *c)
+{
+	return c->leak && c->leak->last_statement ? c->leak->last_statement : "";
+}
+
 size_t leak_wanted_prefix(const struct client *c)
 {
 	if (!enabled(c))
@@ -141,11 +162,15 @@ static void remember(struct leak_text **head, const char *name, const char *text
 
 static void set_last(struct client *c, char *text, bool cut)
 {
-	if (!text)
+	struct leak_state *st = state_of(c);
+
+	if (!text || !st) {
+		free(text);
 		return;
-	free(c->leak.last_statement);
-	c->leak.last_statement = text;
-	c->leak.last_truncated = cut;
+	}
+	free(st->last_statement);
+	st->last_statement = text;
+	st->last_truncated = cut;
 }
 
 static void observe_parse(struct client *c, struct codec_reader *r, bool message_cut)
@@ -157,8 +182,8 @@ static void observe_parse(struct client *c, struct codec_reader *r, bool message
 	if (!name)
 		return;
 	text = copy_text(c, r->p + r->pos, r->len - r->pos, message_cut, &cut);
-	if (text)
-		remember(&c->leak.statements, name, text, cut);
+	if (text && state_of(c))
+		remember(&c->leak->statements, name, text, cut);
 	free(text);
 }
 
@@ -168,17 +193,18 @@ static void observe_bind(struct client *c, struct codec_reader *r)
 	const char *name = codec_get_str(r);
 	const struct leak_text *statement;
 
-	if (!portal || !name)
+	if (!portal || !name || !state_of(c))
 		return;
-	statement = lookup(c->leak.statements, name);
-	remember(&c->leak.portals, portal, statement ? statement->text : NULL,
+	statement = lookup(c->leak->statements, name);
+	remember(&c->leak->portals, portal, statement ? statement->text : NULL,
 	         statement && statement->cut);
 }
 
 static void observe_execute(struct client *c, struct codec_reader *r)
 {
 	const char *name = codec_get_str(r);
-	const struct leak_text *portal = name ? lookup(c->leak.portals, name) : NULL;
+	const struct leak_text *portal =
+		name && c->leak ? lookup(c->leak->portals, name) : NULL;
 
 	if (portal)
 		set_last(c, strdup(portal->text), portal->cut);
@@ -189,8 +215,8 @@ static void observe_close(struct client *c, struct codec_reader *r)
 	uint8_t what = codec_get_u8(r);
 	const char *name = codec_get_str(r);
 
-	if (name)
-		forget(what == 'S' ? &c->leak.statements : &c->leak.portals, name);
+	if (name && c->leak)
+		forget(what == 'S' ? &c->leak->statements : &c->leak->portals, name);
 }
 
 void leak_observe(struct client *c, uint8_t type, const uint8_t *body,
@@ -220,12 +246,15 @@ void leak_observe(struct client *c, uint8_t type, const uint8_t *body,
 	}
 }
 
-void leak_free(struct leak_state *st)
+void leak_free(struct client *c)
 {
-	free(st->last_statement);
-	st->last_statement = NULL;
-	free_texts(&st->statements);
-	free_texts(&st->portals);
+	if (!c->leak)
+		return;
+	free(c->leak->last_statement);
+	free_texts(&c->leak->statements);
+	free_texts(&c->leak->portals);
+	free(c->leak);
+	c->leak = NULL;
 }
 
 /* --- episodes --------------------------------------------------------- */
@@ -255,16 +284,6 @@ static void escape(const char *text, char *out, size_t outlen)
 	out[n] = '\0';
 }
 
-/* "host", "port" of a client's "host:port" address. */
-static void split_addr(const char *addr, char *host, size_t hostlen, const char **port)
-{
-	const char *colon = strrchr(addr, ':');
-	size_t len = colon ? (size_t)(colon - addr) : strlen(addr);
-
-	snprintf(host, hostlen, "%.*s", (int)len, addr);
-	*port = colon ? colon + 1 : "";
-}
-
 static void log_start(struct client *c, uint64_t now)
 {
 	const struct server *s = c->server;
@@ -273,15 +292,15 @@ static void log_start(struct client *c, uint64_t now)
 	char *stmt = malloc(room);
 	char app_esc[256];
 	char host[64];
-	const char *port;
+	int port;
 
 	if (!stmt)
 		return;
-	escape(c->leak.last_statement ? c->leak.last_statement : "", stmt, room);
+	escape(last_statement(c), stmt, room);
 	escape(app ? app : "", app_esc, sizeof(app_esc));
-	split_addr(c->addr, host, sizeof(host), &port);
+	client_host_port(c, host, sizeof(host), &port);
 	log_warn(&c->conn, "leak_start client=C-%llu user=%s database=%s "
-	         "application_name=\"%s\" client_addr=%s client_port=%s "
+	         "application_name=\"%s\" client_addr=%s client_port=%d "
 	         "server=%s:%d backend_pid=%u idle_s=%.3f xact_age_s=%.3f "
 	         "state=%c last_statement=\"%s\" truncated=%s",
 	         (unsigned long long)c->id, c->user, c->database, app_esc, host,
@@ -289,7 +308,7 @@ static void log_start(struct client *c, uint64_t now)
 	         s->pool->target.port, s->backend_pid,
 	         (double)(now - c->idle_xact_since) / 1000.0,
 	         (double)(now - c->xact_start) / 1000.0, s->status,
-	         stmt, c->leak.last_truncated ? "yes" : "no");
+	         stmt, c->leak && c->leak->last_truncated ? "yes" : "no");
 	free(stmt);
 }
 
@@ -297,11 +316,11 @@ void leak_check(struct client *c, uint64_t now)
 {
 	uint64_t limit = enabled(c) ? c->pool->limits.idle_transaction_log_timeout : 0;
 
-	if (!limit || !c->idle_xact_since || c->leak.episode_since ||
-	    now - c->idle_xact_since < limit || !c->server)
+	if (!limit || !c->idle_xact_since || episode_since(c) ||
+	    now - c->idle_xact_since < limit || !c->server || !state_of(c))
 		return;
-	c->leak.episode_since = c->idle_xact_since;
-	c->leak.resumed = false;
+	c->leak->episode_since = c->idle_xact_since;
+	c->leak->resumed = false;
 	c->pool->leak_episodes++;
 	log_start(c, now);
 }
@@ -310,41 +329,41 @@ static void log_end(struct client *c, const char *ended_by, uint64_t idle_ms)
 {
 	log_info(&c->conn, "leak_end client=C-%llu ended_by=%s idle_s=%.3f",
 	         (unsigned long long)c->id, ended_by, (double)idle_ms / 1000.0);
-	c->leak.episode_since = 0;
-	c->leak.resumed = false;
+	c->leak->episode_since = 0;
+	c->leak->resumed = false;
 }
 
 void leak_client_spoke(struct client *c, uint64_t now)
 {
-	if (!c->leak.episode_since || c->leak.resumed)
+	if (!episode_since(c) || c->leak->resumed)
 		return;
-	c->leak.resumed = true;
-	c->leak.resumed_idle_ms = now - c->leak.episode_since;
+	c->leak->resumed = true;
+	c->leak->resumed_idle_ms = now - c->leak->episode_since;
 }
 
 void leak_ready(struct client *c, char status)
 {
-	if (!c->leak.episode_since || !c->leak.resumed)
+	if (!episode_since(c) || !c->leak->resumed)
 		return;
 	log_end(c, status == 'I' ? "commit_or_rollback" : "new_statement",
-	        c->leak.resumed_idle_ms);
+	        c->leak->resumed_idle_ms);
 }
 
 void leak_client_gone(struct client *c, const char *why)
 {
 	uint64_t now = uv_now(c->ctx->loop);
 
-	if (!c->leak.episode_since)
+	if (!episode_since(c))
 		return;
-	log_end(c, why, c->leak.resumed ? c->leak.resumed_idle_ms
-	                                : now - c->leak.episode_since);
+	log_end(c, why, c->leak->resumed ? c->leak->resumed_idle_ms
+	                                 : now - c->leak->episode_since);
 }
 
 /* --- reporting -------------------------------------------------------- */
 
 static bool in_episode(const struct client *c)
 {
-	return c->leak.episode_since && !c->leak.resumed && c->server;
+	return episode_since(c) && !c->leak->resumed && c->server;
 }
 
 static int by_idle_desc(const void *a, const void *b)
@@ -362,7 +381,8 @@ static void leak_row(struct msgbuf *mb, const struct client *c, uint64_t now)
 	const struct server *s = c->server;
 	const char *app = client_param(c, "application_name");
 	char id[32], idle[32], age[32], state[2], server[300], pid[16], host[64];
-	const char *port;
+	char port[16];
+	int port_number;
 
 	snprintf(id, sizeof(id), "C-%llu", (unsigned long long)c->id);
 	snprintf(idle, sizeof(idle), "%.3f", (double)(now - c->idle_xact_since) / 1000.0);
@@ -372,11 +392,12 @@ static void leak_row(struct msgbuf *mb, const struct client *c, uint64_t now)
 	         s->pool->target.host ? s->pool->target.host : "unix",
 	         s->pool->target.port);
 	snprintf(pid, sizeof(pid), "%u", s->backend_pid);
-	split_addr(c->addr, host, sizeof(host), &port);
+	client_host_port(c, host, sizeof(host), &port_number);
+	snprintf(port, sizeof(port), "%d", port_number);
 	const char *vals[] = {
 		id, c->user, c->database, app ? app : "", host, port, idle, age,
 		state, server, pid,
-		c->leak.last_statement ? c->leak.last_statement : "",
+		last_statement(c),
 	};
 	codec_put_data_row(mb, vals, sizeof(vals) / sizeof(vals[0]));
 }

@@ -60,7 +60,7 @@ void leak_stats_tick(struct sluice *ctx, uint64_t now);
 void leak_show_leaks(struct sluice *ctx, struct msgbuf *mb);
 void leak_show_stats(struct sluice *ctx, struct msgbuf *mb);
 
-/* Frees what state owns. */
-void leak_free(struct leak_state *state);
+/* Frees the client's detector state. */
+void leak_free(struct client *client);
 
 #endif

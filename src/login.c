@@ -357,10 +357,13 @@ static void add_host_to_app_name(struct client *c)
 {
 	const char *app = params_get(&c->params, "application_name");
 	char buf[256];
+	char host[64];
+	int port;
 
 	if (!cfg_of(c)->application_name_add_host)
 		return;
-	snprintf(buf, sizeof(buf), "%s - %s", app ? app : "", c->addr);
+	client_host_port(c, host, sizeof(host), &port);
+	snprintf(buf, sizeof(buf), "%s - %s:%d", app ? app : "", host, port);
 	params_set(&c->params, "application_name", buf);
 }
 

@@ -273,6 +273,7 @@ int main(int argc, char **argv)
 	if (ctx.config->pidfile && *ctx.config->pidfile)
 		unlink(ctx.config->pidfile);
 	free(ctx.read_chunk);
+	conn_free_spares(&ctx);
 	free(ctx.disabled_dbs);
 	free(ctx.paused_dbs);
 	config_free(ctx.config);

@@ -278,7 +278,9 @@ void pool_launch_needed(struct pool *pool)
 	int connecting = 0;
 	int wanted;
 
-	if (pool->ctx->shutting_down || pool_is_paused(pool) ||
+	/* The common case under load: every server is open and busy. */
+	if (pool->server_count >= allowed_servers(pool) ||
+	    pool->ctx->shutting_down || pool_is_paused(pool) ||
 	    pool_login_backoff(pool))
 		return;
 	for (struct list *l = pool->used.next; l != &pool->used; l = l->next) {

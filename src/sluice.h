@@ -20,6 +20,9 @@ struct prep_registry;
 #define SLUICE_VERSION PACKAGE_VERSION
 /* Bytes read from a socket at once; one shared buffer per loop. */
 #define SLUICE_READ_CHUNK 65536
+/* Output buffers of this size are reused instead of freed (conn.c). */
+#define SLUICE_OUT_SPARE_SIZE 4096
+#define SLUICE_OUT_SPARES 64
 
 struct sluice {
 	uv_loop_t *loop;
@@ -34,6 +37,8 @@ struct sluice {
 	uint64_t next_client_id;   /* C-<n> in logs and SHOW CLIENTS */
 	uint64_t next_server_id;   /* S-<n> */
 	uint8_t *read_chunk;       /* shared read buffer, SLUICE_READ_CHUNK bytes */
+	uint8_t *out_spares[SLUICE_OUT_SPARES]; /* free output buffers */
+	int out_spare_count;
 	struct list ready;         /* conns with held bytes to process next tick */
 	uv_idle_t ready_idle;      /* runs ctx->ready while it is not empty */
 	uv_signal_t sigterm;
