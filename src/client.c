@@ -52,8 +52,7 @@ struct client *client_new(struct sluice *ctx, bool is_unix)
 
 static void free_client(struct client *c)
 {
-	free(c->user);
-	free(c->database);
+	free(c->user); /* database lives in the same block */
 	free(c->admin_wait_db);
 	params_free(&c->params);
 	leak_free(c);

@@ -46,8 +46,8 @@ struct client {
 	struct server *server;     /* linked or being prepared */
 	enum client_state state;
 	uint64_t id;               /* C-<n> */
-	char *user;                /* from the startup packet */
-	char *database;
+	char *user;                /* from the startup packet; NULL before it */
+	char *database;            /* points into the block of user */
 	struct params params;      /* tracked parameters as the client set them */
 	uint32_t cancel_pid;       /* BackendKeyData sluice gave the client */
 	uint32_t cancel_key;

@@ -70,6 +70,7 @@ enum codec_result {
 #define SQLSTATE_INVALID_PASSWORD "28P01"
 #define SQLSTATE_SYNTAX_ERROR "42601"
 #define SQLSTATE_INTERNAL_ERROR "XX000"
+#define SQLSTATE_OUT_OF_MEMORY "53200"
 
 /* A regular message header. len counts itself but not the type byte. */
 struct pg_header {

@@ -329,6 +329,8 @@ static void sasl_final(struct client *c, const uint8_t *body, size_t len)
 
 struct startup_walk {
 	struct client *client;
+	const char *user;    /* inside the packet */
+	const char *database;
 	char bad[64];        /* the first unsupported parameter */
 };
 
@@ -339,11 +341,9 @@ static int take_param(void *arg, const char *key, const char *value)
 	struct config *cfg = cfg_of(c);
 
 	if (strcmp(key, "user") == 0) {
-		free(c->user);
-		c->user = strdup(value);
+		w->user = value;
 	} else if (strcmp(key, "database") == 0) {
-		free(c->database);
-		c->database = strdup(value);
+		w->database = value;
 	} else if (params_is_tracked(cfg, key)) {
 		params_set(&c->params, key, value);
 	} else if (!config_list_contains(cfg->ignore_startup_parameters, key)) {
@@ -367,6 +367,21 @@ static void add_host_to_app_name(struct client *c)
 	params_set(&c->params, "application_name", buf);
 }
 
+/* user and database in one allocation: one malloc header per client less. */
+static int keep_names(struct client *c, const char *user, const char *database)
+{
+	size_t user_size = strlen(user) + 1;
+	size_t db_size = strlen(database) + 1;
+
+	c->user = malloc(user_size + db_size);
+	if (!c->user)
+		return -1;
+	memcpy(c->user, user, user_size);
+	c->database = c->user + user_size;
+	memcpy(c->database, database, db_size);
+	return 0;
+}
+
 static void startup_message(struct client *c, const uint8_t *body, size_t len)
 {
 	struct startup_walk w = { .client = c };
@@ -386,13 +401,15 @@ static void startup_message(struct client *c, const uint8_t *body, size_t len)
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "malformed startup packet");
 		return;
 	}
-	if (!c->user || !*c->user) {
+	if (!w.user || !*w.user) {
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "no username supplied");
 		return;
 	}
-	if (!c->database || !*c->database) {
-		free(c->database);
-		c->database = strdup(c->user);
+	if (!w.database || !*w.database)
+		w.database = w.user;
+	if (keep_names(c, w.user, w.database) < 0) {
+		client_fail(c, SQLSTATE_OUT_OF_MEMORY, "out of memory");
+		return;
 	}
 	add_host_to_app_name(c);
 	if (cfg_of(c)->log_connections)
