@@ -3,7 +3,7 @@
 #
 # One command, run as root from anywhere:
 #
-#   contrib/bench/run.sh            # full: 12 workloads x 3 targets, 5 rounds, 10 s runs
+#   contrib/bench/run.sh            # full: 18 workloads x 3 targets, 5 rounds, 10 s runs
 #   contrib/bench/run.sh --short    # quick check: select-only, 64 clients, simple; 3 rounds, 5 s
 #   contrib/bench/run.sh --idle     # also the idle-connection test (slow)
 #
@@ -32,7 +32,7 @@ WARMUP=1.0          # seconds excluded at the start of each run for CPU/tx
 ROUNDS_SET=0
 DURATION_SET=0
 CLIENTS_LIST="8 64 256"
-MODES_LIST="simple extended"
+MODES_LIST="simple extended prepared"
 SCRIPTS_LIST="select-only tpcb-like"
 MAX_MINUTES=""
 
@@ -47,7 +47,8 @@ usage: $0 [OPTION]...
   --rounds N         rounds (default 5; 3 with --short)
   --duration S       seconds per pgbench run (default 10; 5 with --short)
   --clients "N.."    client counts (default: "$CLIENTS_LIST")
-  --modes "M.."      pgbench query modes (default: "$MODES_LIST")
+  --modes "M.."      pgbench query modes (default: "$MODES_LIST"; PgBouncer
+                     before 1.21 is skipped for prepared)
   --scripts "S.."    pgbench builtin scripts (default: "$SCRIPTS_LIST")
   --sluice PATH      use this sluice binary instead of building one from $SRC_DIR
   --rev REV          build sluice from commit REV (git archive) instead of the working tree
@@ -171,6 +172,14 @@ if ! command -v pgbouncer >/dev/null; then
 	command -v update-rc.d >/dev/null && update-rc.d pgbouncer disable >/dev/null 2>&1
 fi
 PGBOUNCER_BIN=$(command -v pgbouncer)
+# Prepared statements in transaction mode came with PgBouncer 1.21
+# (max_prepared_statements); older ones cannot run -M prepared at all.
+PGB_VERSION=$("$PGBOUNCER_BIN" --version 2>&1 | sed -n 's/.*PgBouncer \([0-9]*\.[0-9]*\).*/\1/p' | head -1)
+PGB_PREPARED=0
+case "$PGB_VERSION" in
+1.[0-9]|1.1[0-9]|1.20|"") ;;
+*) PGB_PREPARED=1 ;;
+esac
 for tool in python3 prlimit setpriv runuser timeout; do
 	command -v "$tool" >/dev/null || case $tool in
 		python3) apt_install python3 ;;
@@ -307,6 +316,7 @@ EOF
 	chown postgres: "$WORK/$1.ini"
 }
 write_pooler_conf pgbouncer "$PGB_PORT" pgbouncer
+[ "$PGB_PREPARED" = 1 ] && echo "max_prepared_statements = 200" >>"$WORK/pgbouncer.ini"
 write_pooler_conf sluice "$SL_PORT" sluice
 
 POOLER_PID=""
@@ -470,6 +480,11 @@ if [ "$MAIN" = 1 ]; then
 				for clients in $CLIENTS_LIST; do
 					for target in direct pgbouncer sluice; do
 						runno=$((runno + 1))
+						if [ "$target" = pgbouncer ] && [ "$mode" = prepared ] && [ "$PGB_PREPARED" = 0 ]; then
+							err="PgBouncer $PGB_VERSION has no prepared statements in transaction mode (1.21+)"
+							echo "$round,$script,$mode,$clients,$target,NA,NA,NA,NA,NA,NA,NA,NA,NA,skipped,\"$err\"" >>"$RAW"
+							continue
+						fi
 						out="$WORK/run"
 						status=ok; err=""; hwm=NA; ppid=""
 						case $target in

@@ -163,9 +163,18 @@ def main():
 
         bad = [r for r in rows if r["status"] != "ok"]
         if bad:
-            p("## Failed runs")
+            p("## Failed or skipped runs")
             p("")
+            skipped = set()
             for r in bad:
+                if r["status"] == "skipped":
+                    key = (r["script"], r["mode"], r["clients"], r["target"])
+                    if key not in skipped:
+                        skipped.add(key)
+                        p("- %s %s c=%s, %s: **skipped** (every round) %s" % (
+                            r["script"], r["mode"], r["clients"],
+                            TARGET_NAMES.get(r["target"], r["target"]), r["error"]))
+                    continue
                 p("- round %s, %s %s c=%s, %s: **%s** %s" % (r["round"], r["script"], r["mode"], r["clients"],
                                                           TARGET_NAMES.get(r["target"], r["target"]), r["status"], r["error"]))
             p("")
