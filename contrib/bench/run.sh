@@ -35,6 +35,7 @@ CLIENTS_LIST="8 64 256"
 MODES_LIST="simple extended prepared"
 SCRIPTS_LIST="select-only tpcb-like"
 MAX_MINUTES=""
+PERF=0
 
 usage() {
 	cat <<EOF
@@ -53,6 +54,8 @@ usage: $0 [OPTION]...
   --sluice PATH      use this sluice binary instead of building one from $SRC_DIR
   --rev REV          build sluice from commit REV (git archive) instead of the working tree
   --results DIR      results directory (default /tmp/sluice-bench-YYYYmmdd-HHMMSS)
+  --perf             also count each pooler's system calls and context switches
+                     per transaction (perf stat; installs linux-perf if missing)
   --max-minutes M    stop everything after M minutes (default: estimated time x 2 + 15)
   -h, --help         this help
 EOF
@@ -73,6 +76,7 @@ while [ $# -gt 0 ]; do
 	--rev) BUILD_REV=$2; shift ;;
 	--results) RESULTS=$2; shift ;;
 	--max-minutes) MAX_MINUTES=$2; shift ;;
+	--perf) PERF=1 ;;
 	-h|--help) usage; exit 0 ;;
 	*) echo "run.sh: unknown option: $1" >&2; usage >&2; exit 2 ;;
 	esac
@@ -172,6 +176,9 @@ if ! command -v pgbouncer >/dev/null; then
 	command -v update-rc.d >/dev/null && update-rc.d pgbouncer disable >/dev/null 2>&1
 fi
 PGBOUNCER_BIN=$(command -v pgbouncer)
+if [ "$PERF" = 1 ] && ! command -v perf >/dev/null; then
+	apt_install linux-perf
+fi
 # Prepared statements in transaction mode came with PgBouncer 1.21
 # (max_prepared_statements); older ones cannot run -M prepared at all.
 PGB_VERSION=$("$PGBOUNCER_BIN" --version 2>&1 | sed -n 's/.*PgBouncer \([0-9]*\.[0-9]*\).*/\1/p' | head -1)
@@ -379,12 +386,17 @@ CLK_TCK=$(getconf CLK_TCK)
 # run_pgbench OUTDIR PORT CLIENTS THREADS DURATION MODE SCRIPT [PROXYPID]
 # leaves OUTDIR/{out,err,cpu}.txt and OUTDIR/tx.* (per-transaction logs), sets PGB_RC
 run_pgbench() {
-	local out=$1 port=$2 c=$3 j=$4 t=$5 mode=$6 script=$7 ppid=${8:-} spid="" pid
+	local out=$1 port=$2 c=$3 j=$4 t=$5 mode=$6 script=$7 ppid=${8:-} spid="" pid perfpid=""
 	rm -rf "$out"; mkdir -p "$out"
 	if [ -n "$ppid" ]; then
 		sampler "$ppid" >"$out/cpu.txt" &
 		spid=$!
 		bg_add "$spid" sampler
+		if [ "$PERF" = 1 ]; then
+			perf stat -x, -e raw_syscalls:sys_enter,context-switches -p "$ppid" -o "$out/perf.txt" &
+			perfpid=$!
+			bg_add "$perfpid" perf
+		fi
 	fi
 	timeout -k 5 $((t + 120)) "$PGBIN/pgbench" -n -p "$port" -c "$c" -j "$j" -T "$t" -M "$mode" -b "$script" \
 		--log --log-prefix="$out/tx" >"$out/out.txt" 2>"$out/err.txt" &
@@ -393,6 +405,11 @@ run_pgbench() {
 	wait "$pid"; PGB_RC=$?
 	bg_del "$pid"
 	[ -n "$spid" ] && stop_pid "$spid" 2
+	if [ -n "$perfpid" ]; then      # perf stat writes its counts on SIGINT
+		kill -INT "$perfpid" 2>/dev/null
+		wait "$perfpid" 2>/dev/null
+		bg_del "$perfpid"
+	fi
 	return 0
 }
 
@@ -431,7 +448,13 @@ analyse() {
 	if [ -s "$out/cpu.txt" ] && [ "${n:-0}" -gt 0 ]; then
 		cpuall=$(awk -v k="$n" -v hz="$CLK_TCK" 'NR == 1 { a = $2 } { b = $2 } END { printf "%.2f", (b - a) * 1000000 / hz / k }' "$out/cpu.txt")
 	fi
-	echo "${tps:-NA} ${lat:-NA} $p99 ${tx:-NA} ${failed:-NA} $cpu $wtx $cpuall"
+	# perf stat counts over the whole run (logins included) / all transactions
+	sys="NA"; csw="NA"
+	if [ -s "$out/perf.txt" ] && [ "${n:-0}" -gt 0 ]; then
+		sys=$(awk -F, -v k="$n" '$3 ~ /sys_enter/ && $1 ~ /^[0-9]+$/ { printf "%.2f", $1 / k }' "$out/perf.txt")
+		csw=$(awk -F, -v k="$n" '$3 ~ /context-switches/ && $1 ~ /^[0-9]+$/ { printf "%.3f", $1 / k }' "$out/perf.txt")
+	fi
+	echo "${tps:-NA} ${lat:-NA} $p99 ${tx:-NA} ${failed:-NA} $cpu $wtx $cpuall ${sys:-NA} ${csw:-NA}"
 }
 
 first_error() {         # first_error OUTDIR: one line for the CSV
@@ -465,7 +488,7 @@ fi
 } >"$RESULTS/meta.txt"
 
 RAW="$RESULTS/raw.csv"
-echo "round,script,mode,clients,target,tps,lat_avg_ms,lat_p99_ms,transactions,failed,proxy_cpu_us_per_tx,cpu_window_tx,proxy_cpu_us_per_tx_whole_run,proxy_peak_rss_kb,status,error" >"$RAW"
+echo "round,script,mode,clients,target,tps,lat_avg_ms,lat_p99_ms,transactions,failed,proxy_cpu_us_per_tx,cpu_window_tx,proxy_cpu_us_per_tx_whole_run,proxy_syscalls_per_tx,proxy_cswitches_per_tx,proxy_peak_rss_kb,status,error" >"$RAW"
 
 # ---------------------------------------------------------------- main benchmark
 if [ "$MAIN" = 1 ]; then
@@ -482,7 +505,7 @@ if [ "$MAIN" = 1 ]; then
 						runno=$((runno + 1))
 						if [ "$target" = pgbouncer ] && [ "$mode" = prepared ] && [ "$PGB_PREPARED" = 0 ]; then
 							err="PgBouncer $PGB_VERSION has no prepared statements in transaction mode (1.21+)"
-							echo "$round,$script,$mode,$clients,$target,NA,NA,NA,NA,NA,NA,NA,NA,NA,skipped,\"$err\"" >>"$RAW"
+							echo "$round,$script,$mode,$clients,$target,NA,NA,NA,NA,NA,NA,NA,NA,NA,NA,NA,skipped,\"$err\"" >>"$RAW"
 							continue
 						fi
 						out="$WORK/run"
@@ -496,7 +519,7 @@ if [ "$MAIN" = 1 ]; then
 							if ! start_pooler "$target"; then
 								status=start-failed
 								err=$(tail -3 "$WORK/$target.log" | tr '\n,"' '  ;' | cut -c1-300)
-								echo "$round,$script,$mode,$clients,$target,NA,NA,NA,NA,NA,NA,NA,NA,NA,$status,\"$err\"" >>"$RAW"
+								echo "$round,$script,$mode,$clients,$target,NA,NA,NA,NA,NA,NA,NA,NA,NA,NA,NA,$status,\"$err\"" >>"$RAW"
 								say "[$runno/$total] round $round $script $mode c=$clients $target: FAILED TO START"
 								continue
 							fi
@@ -511,14 +534,14 @@ if [ "$MAIN" = 1 ]; then
 							fi
 							stop_pooler
 						fi
-						read -r tps lat p99 tx failed cpu wtx cpuall < <(analyse "$out")
+						read -r tps lat p99 tx failed cpu wtx cpuall sys csw < <(analyse "$out")
 						if [ "$PGB_RC" != 0 ] || [ "$failed" != 0 ]; then
 							[ "$status" = ok ] && status="pgbench-rc-$PGB_RC"
 							[ -n "$err" ] || err=$(first_error "$out")
 						fi
 						# keep pgbench's summary for reference
 						{ echo "### round $round $script $mode c=$clients $target (rc $PGB_RC)"; cat "$out/out.txt" "$out/err.txt"; } >>"$RESULTS/pgbench-output.txt"
-						echo "$round,$script,$mode,$clients,$target,$tps,$lat,$p99,$tx,$failed,$cpu,$wtx,$cpuall,${hwm:-NA},$status,\"$err\"" >>"$RAW"
+						echo "$round,$script,$mode,$clients,$target,$tps,$lat,$p99,$tx,$failed,$cpu,$wtx,$cpuall,$sys,$csw,${hwm:-NA},$status,\"$err\"" >>"$RAW"
 						say "$(printf '[%d/%d] round %d %-11s %-8s c=%-3s %-9s tps=%-9s lat=%-7s p99=%-7s cpu/tx=%-6s rss=%-6s %s' \
 							"$runno" "$total" "$round" "$script" "$mode" "$clients" "$target" "$tps" "$lat" "$p99" "$cpu" "${hwm:-NA}" "$status${err:+: $err}")"
 						rm -rf "$out"
@@ -547,7 +570,7 @@ if [ "$IDLE" = 1 ]; then
 			ppid=$POOLER_PID
 			# active client without idle clients (this also opens the first server connection)
 			run_pgbench "$WORK/idle0" "$port" 1 1 5 simple select-only
-			read -r _ lat0 p990 _ _ _ _ _ < <(analyse "$WORK/idle0")
+			read -r _ lat0 p990 _ < <(analyse "$WORK/idle0")
 			[ "$PGB_RC" = 0 ] || { status=pgbench-rc-$PGB_RC; err=$(first_error "$WORK/idle0"); }
 			sleep 1
 			rss0=$(proc_kb "$ppid" VmRSS)
@@ -576,7 +599,7 @@ if [ "$IDLE" = 1 ]; then
 			[ -n "$c0" ] && [ -n "$c1" ] && idlecpu=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", d * 100 / hz / 3 }')
 			rss1=$(proc_kb "$ppid" VmRSS)
 			run_pgbench "$WORK/idle1" "$port" 1 1 5 simple select-only
-			read -r _ lat1 p991 _ _ _ _ _ < <(analyse "$WORK/idle1")
+			read -r _ lat1 p991 _ < <(analyse "$WORK/idle1")
 			if [ "$PGB_RC" != 0 ]; then
 				[ "$status" = ok ] && status=pgbench-rc-$PGB_RC
 				[ -n "$err" ] || err=$(first_error "$WORK/idle1")

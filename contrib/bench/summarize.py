@@ -21,6 +21,7 @@ METRICS = [  # csv column, heading, format, proxies only
     ("lat_avg_ms", "avg latency ms", "{:.3g}", False),
     ("lat_p99_ms", "p99 latency ms", "{:.3g}", False),
     ("proxy_cpu_us_per_tx", "proxy CPU µs/tx", "{:.1f}", True),
+    ("proxy_syscalls_per_tx", "proxy syscalls/tx", "{:.2f}", True),  # --perf only
     ("proxy_peak_rss_mib", "proxy peak RSS MiB", "{:.1f}", True),
 ]
 RATIOS = [  # metric, heading, against
@@ -28,6 +29,7 @@ RATIOS = [  # metric, heading, against
     ("lat_avg_ms", "avg lat", "pgbouncer"),
     ("lat_p99_ms", "p99", "pgbouncer"),
     ("proxy_cpu_us_per_tx", "CPU/tx", "pgbouncer"),
+    ("proxy_syscalls_per_tx", "syscalls/tx", "pgbouncer"),  # --perf only
     ("proxy_peak_rss_mib", "peak RSS", "pgbouncer"),
     ("tps", "TPS", "direct"),
     ("lat_avg_ms", "avg lat", "direct"),
@@ -74,6 +76,10 @@ def main():
     for r in rows:
         kb = num(r["proxy_peak_rss_kb"])
         r["proxy_peak_rss_mib"] = kb / 1024 if kb is not None else None
+    # the syscall counts exist only for runs made with --perf
+    metrics = [m for m in METRICS
+               if m[0] != "proxy_syscalls_per_tx" or any(num(r.get(m[0])) is not None for r in rows)]
+    ratios = [m for m in RATIOS if m[0] in [x[0] for x in metrics]]
 
     workloads = []
     for r in rows:
@@ -112,7 +118,7 @@ def main():
     if rows:
         p("## Results")
         p("")
-        heads = ["workload", "target"] + [m[1] for m in METRICS] + ["ok runs"]
+        heads = ["workload", "target"] + [m[1] for m in metrics] + ["ok runs"]
         p("| " + " | ".join(heads) + " |")
         p("|" + "---|" * len(heads))
         for w in workloads:
@@ -121,7 +127,7 @@ def main():
                 rs = by.get((w, t), [])
                 ok = [r for r in rs if r["status"] == "ok"]
                 cells = [label, TARGET_NAMES[t]]
-                for col, _, f, proxy in METRICS:
+                for col, _, f, proxy in metrics:
                     if proxy and t == "direct":
                         cells.append("n/a")
                         continue
@@ -138,13 +144,13 @@ def main():
         p("Ratio sluice ÷ other, computed per round, then median (min–max). TPS above 1 and the others "
           "below 1 favour sluice.")
         p("")
-        heads = ["workload"] + ["%s vs %s" % (h, "PgB" if a == "pgbouncer" else "direct") for _, h, a in RATIOS]
+        heads = ["workload"] + ["%s vs %s" % (h, "PgB" if a == "pgbouncer" else "direct") for _, h, a in ratios]
         p("| " + " | ".join(heads) + " |")
         p("|" + "---|" * len(heads))
         for w in workloads:
             cells = ["%s %s c=%s" % w]
             sl = {r["round"]: r for r in by.get((w, "sluice"), []) if r["status"] == "ok"}
-            for col, h, against in RATIOS:
+            for col, h, against in ratios:
                 other = {r["round"]: r for r in by.get((w, against), []) if r["status"] == "ok"}
                 ratios = []
                 for rnd, r in sl.items():
