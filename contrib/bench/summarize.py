@@ -79,7 +79,7 @@ def main():
     # the syscall counts exist only for runs made with --perf
     metrics = [m for m in METRICS
                if m[0] != "proxy_syscalls_per_tx" or any(num(r.get(m[0])) is not None for r in rows)]
-    ratios = [m for m in RATIOS if m[0] in [x[0] for x in metrics]]
+    ratio_metrics = [m for m in RATIOS if m[0] in [x[0] for x in metrics]]
 
     workloads = []
     for r in rows:
@@ -144,13 +144,13 @@ def main():
         p("Ratio sluice ÷ other, computed per round, then median (min–max). TPS above 1 and the others "
           "below 1 favour sluice.")
         p("")
-        heads = ["workload"] + ["%s vs %s" % (h, "PgB" if a == "pgbouncer" else "direct") for _, h, a in ratios]
+        heads = ["workload"] + ["%s vs %s" % (h, "PgB" if a == "pgbouncer" else "direct") for _, h, a in ratio_metrics]
         p("| " + " | ".join(heads) + " |")
         p("|" + "---|" * len(heads))
         for w in workloads:
             cells = ["%s %s c=%s" % w]
             sl = {r["round"]: r for r in by.get((w, "sluice"), []) if r["status"] == "ok"}
-            for col, h, against in ratios:
+            for col, h, against in ratio_metrics:
                 other = {r["round"]: r for r in by.get((w, against), []) if r["status"] == "ok"}
                 ratios = []
                 for rnd, r in sl.items():
