@@ -392,3 +392,79 @@ Test(pooling, client_vanishing_while_waiting_for_a_server)
 	PQfinish(holder);
 	h_finish();
 }
+
+#define QUEUED_QUERIES 400
+#define QUEUED_PARAM_LEN 1000
+
+/* Sends and reads what it can without blocking until every result of the
+ * pipeline is in; false after the deadline. */
+static bool read_queued_results(PGconn *conn, int *got, double deadline)
+{
+	while (*got < QUEUED_QUERIES && h_now() < deadline) {
+		struct pollfd p = { PQsocket(conn), POLLIN, 0 };
+		PGresult *res;
+
+		if (PQflush(conn) == 1)
+			p.events |= POLLOUT;
+		poll(&p, 1, 100);
+		cr_assert(PQconsumeInput(conn), "%s", PQerrorMessage(conn));
+		while (*got < QUEUED_QUERIES && !PQisBusy(conn) &&
+		       (res = PQgetResult(conn)) != NULL) {
+			cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "query %d: %s",
+			             *got, PQresultErrorMessage(res));
+			cr_assert_eq(atoi(PQgetvalue(res, 0, 0)), QUEUED_PARAM_LEN + *got,
+			             "query %d answered out of order", *got);
+			PQclear(res);
+			cr_assert_null(PQgetResult(conn));
+			(*got)++;
+		}
+	}
+	return *got == QUEUED_QUERIES;
+}
+
+Test(pooling, a_queued_client_keeps_everything_it_pipelines)
+{
+	static char param[QUEUED_PARAM_LEN + 1];
+	PGconn *holder, *waiter;
+	PGresult *res;
+	double deadline;
+	int got = 0;
+
+	/* About 430 KiB of queries arrive while the client waits: more than
+	 * sluice holds for a waiting client (64 KiB), so it must stop reading
+	 * and start again without losing or reordering a byte. */
+	h_sluice_start("default_pool_size = 1\n", NULL);
+	memset(param, 'x', QUEUED_PARAM_LEN);
+	holder = h_connect(H_ALICE, NULL);
+	h_exec(holder, "BEGIN");
+	h_exec(holder, "SELECT 1");
+	waiter = h_connect(H_ALICE, NULL);
+	cr_assert_eq(PQsetnonblocking(waiter, 1), 0);
+	cr_assert(PQenterPipelineMode(waiter));
+	for (int i = 0; i < QUEUED_QUERIES; i++) {
+		char sql[64];
+		const char *params[1] = { param };
+
+		snprintf(sql, sizeof(sql), "SELECT length($1::text) + %d", i);
+		cr_assert(PQsendQueryParams(waiter, sql, 1, NULL, params, NULL, NULL, 0),
+		          "%s", PQerrorMessage(waiter));
+	}
+	cr_assert(PQpipelineSync(waiter));
+	deadline = h_now() + 2.0;
+	while (PQflush(waiter) == 1 && h_now() < deadline)
+		h_sleep_ms(20);
+	cr_assert(!read_queued_results(waiter, &got, h_now() + 0.3),
+	          "a query was answered while the only server was taken");
+	h_assert_alive();
+	h_exec(holder, "COMMIT");
+	cr_assert(read_queued_results(waiter, &got, h_now() + 30.0),
+	          "only %d of %d queued queries were answered", got, QUEUED_QUERIES);
+	cr_assert_eq(PQsetnonblocking(waiter, 0), 0);
+	res = PQgetResult(waiter);
+	cr_assert_eq(PQresultStatus(res), PGRES_PIPELINE_SYNC);
+	PQclear(res);
+	cr_assert_eq(PQtransactionStatus(waiter), PQTRANS_IDLE);
+	PQfinish(waiter);
+	PQfinish(holder);
+	h_finish();
+}
