@@ -20,10 +20,17 @@ static const char *const tracked_names[] = {
 	"standard_conforming_strings", "application_name",
 };
 
+/* Case-insensitive name match; the first letter rules most names out
+ * cheaply (this runs for every parameter at every server assignment). */
+static bool same_name(const char *a, const char *b)
+{
+	return ((a[0] ^ b[0]) & ~0x20) == 0 && strcasecmp(a, b) == 0;
+}
+
 static struct param *find(const struct params *ps, const char *name)
 {
 	for (struct param *p = ps->head; p; p = p->next)
-		if (strcasecmp(p->name, name) == 0)
+		if (same_name(p->name, name))
 			return p;
 	return NULL;
 }
@@ -35,7 +42,7 @@ int params_set(struct params *ps, const char *name, const char *value)
 	struct param **link = &ps->head;
 	struct param *p;
 
-	while (*link && strcasecmp((*link)->name, name) != 0)
+	while (*link && !same_name((*link)->name, name))
 		link = &(*link)->next;
 	if (*link && strcmp((*link)->value, value) == 0)
 		return 0;

@@ -61,11 +61,14 @@ enum pool_timeout_kind {
 	TIMEOUT_KINDS,
 };
 
+struct stats_db;
+
 struct pool {
 	struct list node;          /* on ctx->pools */
 	struct sluice *ctx;
 	char *db_name;             /* the name clients ask for */
 	char *user_name;           /* the client user */
+	struct stats_db *stats_db; /* its database's row in stats.c, found once */
 	struct pool_target target;
 	enum pool_mode pool_mode;
 	struct pool_limits limits;

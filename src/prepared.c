@@ -725,9 +725,16 @@ bool prepared_drops_all(const char *sql, size_t len)
 	                                     "deallocate prepare all" };
 	char words[32];
 	size_t n = 0;
+	size_t start = 0;
 
+	/* Every Query passes here: most are ruled out by their first letter. */
+	while (start < len && (sql[start] == ' ' || sql[start] == '\t' ||
+	                       sql[start] == '\n' || sql[start] == '\r'))
+		start++;
+	if (start == len || (sql[start] != 'd' && sql[start] != 'D'))
+		return false;
 	/* Lower-cased, runs of blanks as one space, first 31 bytes. */
-	for (size_t i = 0; i < len && sql[i] && n + 1 < sizeof(words); i++) {
+	for (size_t i = start; i < len && sql[i] && n + 1 < sizeof(words); i++) {
 		char ch = sql[i];
 
 		if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {

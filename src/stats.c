@@ -132,12 +132,14 @@ static struct stats *stats_of(struct sluice *ctx)
 	return st;
 }
 
+/* Rows live until exit, so a pool finds its row once and keeps it. */
 static struct stats_counters *counters_of(struct pool *pool)
 {
-	struct stats *st = stats_of(pool->ctx);
-	struct stats_db *db = st ? find_or_add(st, pool->db_name) : NULL;
+	struct stats *st;
 
-	return db ? &db->cur : NULL;
+	if (!pool->stats_db && (st = stats_of(pool->ctx)) != NULL)
+		pool->stats_db = find_or_add(st, pool->db_name);
+	return pool->stats_db ? &pool->stats_db->cur : NULL;
 }
 
 void stats_xact_done(struct pool *pool, uint64_t xact_us)
