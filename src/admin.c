@@ -654,7 +654,7 @@ static void run_show(struct client *c, const struct command *cmd,
 			return console_error(c, mb, ADMIN_SQLSTATE, ADMIN_NEEDED);
 		if (!shows[i].run)
 			show_empty(shows[i].word, mb);
-		else if (shows[i].run(c->ctx, mb) < 0)
+		else if (shows[i].run(c->conn.ctx, mb) < 0)
 			console_error(c, mb, ADMIN_SQLSTATE, "out of memory");
 		return;
 	}
@@ -736,7 +736,7 @@ static void run_query(struct client *c, const char *sql, size_t received)
 		codec_put_error(&mb, "ERROR", ADMIN_SQLSTATE, "out of memory");
 	}
 	/* The answer and the ReadyForQuery (6 bytes) that follows it. */
-	stats_admin_command(c->ctx, received, mb.len + 6);
+	stats_admin_command(c->conn.ctx, received, mb.len + 6);
 	send_and_ready(c, &mb);
 }
 

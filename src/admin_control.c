@@ -32,7 +32,7 @@ static void error(struct msgbuf *mb, const char *message)
 static bool wait_for(struct client *c, enum admin_wait what, const char *arg)
 {
 	c->admin_wait = what;
-	c->ctx->admin_waits++;
+	c->conn.ctx->admin_waits++;
 	free(c->admin_wait_db);
 	c->admin_wait_db = *arg ? strdup(arg) : NULL;
 	conn_want_read(&c->conn, false);
@@ -47,9 +47,9 @@ static bool wait_done(struct client *c)
 	case ADMIN_WAIT_NONE:
 		return false;
 	case ADMIN_WAIT_PAUSE:
-		return control_pause_done(c->ctx, db);
+		return control_pause_done(c->conn.ctx, db);
 	case ADMIN_WAIT_CLOSE:
-		return control_wait_close_done(c->ctx, db);
+		return control_wait_close_done(c->conn.ctx, db);
 	}
 	return false;
 }
@@ -82,7 +82,7 @@ static bool kill_client(struct client *c, const char *arg, struct msgbuf *mb)
 	char *end;
 	unsigned long long id = strtoull(digits, &end, 10);
 
-	if (!*digits || *end || control_kill_client(c->ctx, id) < 0)
+	if (!*digits || *end || control_kill_client(c->conn.ctx, id) < 0)
 		error(mb, "no such client");
 	else
 		codec_put_command_complete(mb, "KILL_CLIENT");
@@ -93,7 +93,7 @@ static bool reload(struct client *c, struct msgbuf *mb)
 {
 	char err[512];
 
-	if (control_reload(c->ctx, err, sizeof(err)) < 0)
+	if (control_reload(c->conn.ctx, err, sizeof(err)) < 0)
 		error(mb, err);
 	else
 		codec_put_command_complete(mb, "RELOAD");
@@ -115,7 +115,7 @@ static bool shutdown_cmd(struct client *c, const char *arg, struct msgbuf *mb)
 	/* Immediate: the console closes with everything else, as PgBouncer. */
 	if (mode != SHUTDOWN_NONE)
 		codec_put_command_complete(mb, "SHUTDOWN");
-	control_shutdown(c->ctx, mode, "SHUTDOWN on the console");
+	control_shutdown(c->conn.ctx, mode, "SHUTDOWN on the console");
 	return false;
 }
 
@@ -124,7 +124,7 @@ static bool set_cmd(struct client *c, const char *key, const char *value,
 {
 	char err[256];
 
-	if (control_set(c->ctx, key, value, err, sizeof(err)) < 0)
+	if (control_set(c->conn.ctx, key, value, err, sizeof(err)) < 0)
 		error(mb, err);
 	else
 		codec_put_command_complete(mb, "SET");
@@ -140,11 +140,11 @@ static bool with_db(struct client *c, const char *word, const char *arg,
 		return false;
 	}
 	if (strcasecmp(word, "DISABLE") == 0)
-		control_disable(c->ctx, arg, true);
+		control_disable(c->conn.ctx, arg, true);
 	else if (strcasecmp(word, "ENABLE") == 0)
-		control_disable(c->ctx, arg, false);
+		control_disable(c->conn.ctx, arg, false);
 	else
-		control_kill(c->ctx, arg);
+		control_kill(c->conn.ctx, arg);
 	codec_put_command_complete(mb, word);
 	return false;
 }
@@ -169,18 +169,18 @@ bool admin_control(struct client *c, const char *word, const char *arg,
 
 	log_info(&c->conn, "console: %s %s", word, arg);
 	if (strcasecmp(word, "PAUSE") == 0) {
-		control_pause(c->ctx, db);
-		if (!control_pause_done(c->ctx, db))
+		control_pause(c->conn.ctx, db);
+		if (!control_pause_done(c->conn.ctx, db))
 			return wait_for(c, ADMIN_WAIT_PAUSE, arg);
 	} else if (strcasecmp(word, "WAIT_CLOSE") == 0) {
-		if (!control_wait_close_done(c->ctx, db))
+		if (!control_wait_close_done(c->conn.ctx, db))
 			return wait_for(c, ADMIN_WAIT_CLOSE, arg);
 	} else if (strcasecmp(word, "RESUME") == 0) {
-		control_resume(c->ctx, db);
+		control_resume(c->conn.ctx, db);
 	} else if (strcasecmp(word, "SUSPEND") == 0) {
-		control_suspend(c->ctx);
+		control_suspend(c->conn.ctx);
 	} else if (strcasecmp(word, "RECONNECT") == 0) {
-		control_reconnect(c->ctx, db);
+		control_reconnect(c->conn.ctx, db);
 	} else if (strcasecmp(word, "KILL_CLIENT") == 0) {
 		return kill_client(c, arg, mb);
 	} else if (strcasecmp(word, "RELOAD") == 0) {

@@ -52,7 +52,7 @@ static uint64_t client_wait_us(const struct client *c)
 {
 	if (!c->wait_start)
 		return 0;
-	return (uv_now(c->ctx->loop) - c->wait_start) * 1000;
+	return (uv_now(c->conn.ctx->loop) - c->wait_start) * 1000;
 }
 
 /* uv_now() of c's latest request: the query in flight or queued, else the
@@ -345,7 +345,7 @@ static void client_addresses(struct sock *sk, struct client *c)
 		/* As PgBouncer: "unix", and the port the socket is named by. */
 		snprintf(sk->addr, sizeof(sk->addr), "unix");
 		snprintf(sk->local_addr, sizeof(sk->local_addr), "unix");
-		sk->port = sk->local_port = c->ctx->config->listen_port;
+		sk->port = sk->local_port = c->conn.ctx->config->listen_port;
 		sk->remote_pid = unix_peer_pid(&c->conn);
 		return;
 	}
@@ -386,8 +386,8 @@ static void client_sock(struct sock *sk, struct client *c, const char *state)
 	sk->state = state;
 	sk->conn = &c->conn;
 	client_addresses(sk, c);
-	sk->connect_us = wall_us_of(c->ctx, c->connect_time);
-	sk->request_us = wall_us_of(c->ctx, client_request_ms(c));
+	sk->connect_us = wall_us_of(c->conn.ctx, c->connect_time);
+	sk->request_us = wall_us_of(c->conn.ctx, client_request_ms(c));
 	sk->wait_us = client_wait_us(c);
 	sk->ptr = c;
 	sk->link = client_kind(c) == KIND_CL_ACTIVE ? c->server : NULL;

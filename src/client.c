@@ -44,7 +44,6 @@ struct client *client_new(struct sluice *ctx, bool is_unix)
 	else
 		uv_tcp_init(ctx->loop, &c->conn.h.tcp);
 	c->conn.h.handle.data = &c->conn;
-	c->ctx = ctx;
 	list_init(&c->node);
 	list_init(&c->pool_node);
 	return c;
@@ -88,12 +87,12 @@ bool client_logging_in(const struct client *c)
 
 void client_login_done(struct client *c)
 {
-	c->ctx->login_count--;
+	c->conn.ctx->login_count--;
 }
 
 void client_start(struct client *c)
 {
-	struct sluice *ctx = c->ctx;
+	struct sluice *ctx = c->conn.ctx;
 	uint8_t key[8];
 
 	c->id = ++ctx->next_client_id;
@@ -121,7 +120,7 @@ static void request_sent(struct client *c)
 {
 	prepared_sync_sent(c->server);
 	if (server_expect_ready(c->server) == 1) {
-		uint64_t now = uv_now(c->ctx->loop);
+		uint64_t now = uv_now(c->conn.ctx->loop);
 
 		c->query_start = now;
 		if (!c->xact_start)
@@ -133,7 +132,7 @@ static void request_sent(struct client *c)
 static void track_message(struct client *c, uint8_t type)
 {
 	if (c->leak)
-		leak_client_spoke(c, uv_now(c->ctx->loop));
+		leak_client_spoke(c, uv_now(c->conn.ctx->loop));
 	c->idle_xact_since = 0;
 	switch (type) {
 	case PG_MSG_QUERY:
@@ -308,7 +307,7 @@ static size_t on_data(struct conn *conn, const uint8_t *data, size_t len)
 /* Microseconds since a uv_now() stamp; 0 for no stamp. */
 static uint64_t us_since(const struct client *c, uint64_t stamp)
 {
-	return stamp ? (uv_now(c->ctx->loop) - stamp) * 1000 : 0;
+	return stamp ? (uv_now(c->conn.ctx->loop) - stamp) * 1000 : 0;
 }
 
 void client_linked(struct client *c)
@@ -326,7 +325,7 @@ void client_unlinked(struct client *c)
 	c->batch_open = false;
 	c->xact_start = c->query_start = c->idle_xact_since = 0;
 	c->query_timed_out = false;
-	c->idle_since = uv_now(c->ctx->loop);
+	c->idle_since = uv_now(c->conn.ctx->loop);
 	conn_want_read(&c->conn, true);
 }
 
@@ -342,7 +341,7 @@ void client_ready(struct client *c, char status, bool done)
 		stats_xact_done(c->pool, us_since(c, c->xact_start));
 		c->xact_start = 0;
 	} else {
-		c->idle_xact_since = uv_now(c->ctx->loop);
+		c->idle_xact_since = uv_now(c->conn.ctx->loop);
 	}
 }
 
@@ -381,17 +380,17 @@ static void detach(struct client *c)
 		break;
 	case CLIENT_ADMIN:
 		if (c->admin_wait != ADMIN_WAIT_NONE)
-			c->ctx->admin_waits--;
+			c->conn.ctx->admin_waits--;
 		break;
 	}
 	c->server = NULL;
 	if (c->pool && c->state != CLIENT_STARTUP) {
 		c->pool->client_count--;
-		c->pool->last_active = uv_now(c->ctx->loop);
+		c->pool->last_active = uv_now(c->conn.ctx->loop);
 	}
 	if (!list_empty(&c->node)) {
 		list_remove(&c->node);
-		c->ctx->client_count--;
+		c->conn.ctx->client_count--;
 		if (client_logging_in(c))
 			client_login_done(c);
 	}
@@ -399,9 +398,9 @@ static void detach(struct client *c)
 
 static void log_close(struct client *c, const char *reason)
 {
-	uint64_t age_ms = uv_now(c->ctx->loop) - c->connect_time;
+	uint64_t age_ms = uv_now(c->conn.ctx->loop) - c->connect_time;
 
-	if (c->ctx->config->log_disconnections)
+	if (c->conn.ctx->config->log_disconnections)
 		log_info(&c->conn, "closing because: %s (age=%llus)", reason,
 		         (unsigned long long)(age_ms / 1000));
 }
@@ -426,7 +425,7 @@ int client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
-	if (c->ctx->config->log_pooler_errors)
+	if (c->conn.ctx->config->log_pooler_errors)
 		log_warn(&c->conn, "pooler error: %s", message);
 	msgbuf_init(&mb);
 	codec_put_error(&mb, "FATAL", sqlstate, message);
@@ -454,7 +453,7 @@ void client_host_port(const struct client *c, char *host, size_t len, int *port)
 {
 	if (c->conn.is_unix) {
 		snprintf(host, len, "unix");
-		*port = c->ctx->config->listen_port;
+		*port = c->conn.ctx->config->listen_port;
 		return;
 	}
 	sockaddr_text(&c->peer.sa, host, len, port);

@@ -37,27 +37,22 @@ enum client_state {
 	CLIENT_ADMIN,          /* logged in to the admin console */
 };
 
+/* Fields are grouped by size so the struct has no holes: every idle
+ * client costs its size (see doc/benchmark.md, idle connections). */
 struct client {
-	struct conn conn;
+	struct conn conn;          /* conn.ctx is the sluice context */
 	struct list node;          /* on ctx->clients */
 	struct list pool_node;     /* on pool->waiting or pool->welcome */
-	struct sluice *ctx;
 	struct pool *pool;
 	struct server *server;     /* linked or being prepared */
-	enum client_state state;
 	uint64_t id;               /* C-<n> */
 	char *user;                /* from the startup packet; NULL before it */
 	char *database;            /* points into the block of user */
 	struct params params;      /* tracked parameters as the client set them */
-	uint32_t cancel_pid;       /* BackendKeyData sluice gave the client */
-	uint32_t cancel_key;
-	union peer_addr peer;      /* its address (AF_UNSPEC on the unix socket) */
-	bool over_limit;           /* accepted past max_client_conn */
-	bool is_admin_user;        /* in admin_users (else stats_users only) */
-	uint32_t forward_left;     /* body bytes of a message passing through */
-	bool batch_open;           /* extended messages sent since the last Sync */
-	uint8_t md5_salt[4];
 	struct scram_server *scram; /* during a SCRAM exchange only */
+	struct leak_state *leak;   /* last statement and episode; NULL: none yet */
+	struct prep_client *prep;  /* its named statements, NULL: none */
+	char *admin_wait_db;       /* console: PAUSE/WAIT_CLOSE of this db, NULL: all */
 	uint64_t connect_time;     /* uv_now() at accept */
 	/* Deadlines count from these uv_now() stamps; 0 means "not now". */
 	uint64_t wait_start;       /* queued for a server (query_wait_timeout) */
@@ -65,13 +60,19 @@ struct client {
 	uint64_t xact_start;       /* first request of the open transaction */
 	uint64_t query_start;      /* oldest request still unanswered */
 	uint64_t idle_xact_since;  /* ReadyForQuery 'T'/'E', nothing sent since */
+	enum client_state state;
+	enum admin_wait admin_wait; /* console: an answer that waits */
+	uint32_t cancel_pid;       /* BackendKeyData sluice gave the client */
+	uint32_t cancel_key;
+	uint32_t forward_left;     /* body bytes of a message passing through */
+	uint8_t md5_salt[4];
+	union peer_addr peer;      /* its address (AF_UNSPEC on the unix socket) */
+	bool over_limit;           /* accepted past max_client_conn */
+	bool is_admin_user;        /* in admin_users (else stats_users only) */
+	bool batch_open;           /* extended messages sent since the last Sync */
 	bool wait_notified;        /* query_wait_notify sent for this wait */
 	bool query_timed_out;      /* query_timeout fired, cancel sent */
-	struct leak_state *leak;   /* last statement and episode; NULL: none yet */
-	struct prep_client *prep;  /* its named statements, NULL: none */
 	bool local_batch;          /* sluice answered this batch so far itself */
-	enum admin_wait admin_wait;   /* console: an answer that waits */
-	char *admin_wait_db;          /* ... for this database, NULL: all */
 };
 
 /* True while the client logs in (startup, auth, waiting for the welcome). */

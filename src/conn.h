@@ -52,16 +52,16 @@ struct conn {
 	const struct conn_ops *ops;
 	void *owner;                /* the struct client or struct server */
 	uint8_t *held;              /* bytes read but not used yet, malloc'd */
-	uint32_t held_len;
-	uint32_t held_cap;
-	uint32_t need;              /* bytes the owner needs whole, 0: any */
 	uint8_t *out;               /* output of this pass, malloc'd */
-	uint32_t out_len;
-	uint32_t out_cap;
-	uint32_t writes_pending;    /* uv_write requests not yet called back */
 	struct conn *paused_peer;   /* reader we paused until our writes drain */
 	struct conn *paused_by;     /* the conn whose writes paused us */
 	struct list ready_node;     /* on ctx->ready when held bytes wait */
+	uint32_t held_len;
+	uint32_t held_cap;
+	uint32_t need;              /* bytes the owner needs whole, 0: any */
+	uint32_t out_len;
+	uint32_t out_cap;
+	uint32_t writes_pending;    /* uv_write requests not yet called back */
 	uint32_t max_packet;        /* limit for a held message (max_packet_size) */
 	bool want_read;             /* the owner wants bytes */
 	bool reading;               /* uv_read_start is in effect */

@@ -29,7 +29,7 @@
 
 static const struct config *cfg_of(const struct client *c)
 {
-	return c->ctx->config;
+	return c->conn.ctx->config;
 }
 
 static bool enabled(const struct client *c)
@@ -351,7 +351,7 @@ void leak_ready(struct client *c, char status)
 
 void leak_client_gone(struct client *c, const char *why)
 {
-	uint64_t now = uv_now(c->ctx->loop);
+	uint64_t now = uv_now(c->conn.ctx->loop);
 
 	if (!episode_since(c))
 		return;

@@ -30,7 +30,7 @@
 
 static struct config *cfg_of(struct client *c)
 {
-	return c->ctx->config;
+	return c->conn.ctx->config;
 }
 
 static void send_msgbuf(struct client *c, struct msgbuf *mb)
@@ -83,7 +83,7 @@ static int count_clients(struct client *c, bool same_db)
 {
 	int n = 0;
 
-	for (struct list *l = c->ctx->clients.next; l != &c->ctx->clients; l = l->next) {
+	for (struct list *l = c->conn.ctx->clients.next; l != &c->conn.ctx->clients; l = l->next) {
 		struct client *o = LIST_ENTRY(l, struct client, node);
 
 		if (o->pool && strcmp(same_db ? o->database : o->user,
@@ -132,14 +132,14 @@ static void authenticated(struct client *c)
 		            c->database);
 		return;
 	}
-	if (control_is_disabled(c->ctx, c->database)) {
+	if (control_is_disabled(c->conn.ctx, c->database)) {
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
 		            "database \"%s\" is disabled", c->database);
 		return;
 	}
 	if (over_client_caps(c, db))
 		return;
-	pool = pool_get(c->ctx, c->database, c->user, db,
+	pool = pool_get(c->conn.ctx, c->database, c->user, db,
 	                config_find_secret(cfg, c->user));
 	if (!pool) {
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
@@ -152,7 +152,7 @@ static void authenticated(struct client *c)
 	}
 	c->pool = pool;
 	pool->client_count++;
-	pool->last_active = uv_now(c->ctx->loop);
+	pool->last_active = uv_now(c->conn.ctx->loop);
 	c->state = CLIENT_WELCOME;
 	pool_wait_welcome(pool, c);
 }
@@ -173,7 +173,7 @@ void client_welcome(struct client *c)
 	codec_put_ready(&mb, 'I');
 	client_login_done(c);
 	c->state = CLIENT_IDLE;
-	c->idle_since = uv_now(c->ctx->loop);
+	c->idle_since = uv_now(c->conn.ctx->loop);
 	send_msgbuf(c, &mb);
 	if (!c->conn.closing)
 		conn_want_read(&c->conn, true);
@@ -428,7 +428,7 @@ static void cancel_message(struct client *c, const uint8_t *body, size_t len)
 	codec_reader_init(&r, body, len);
 	pid = codec_get_u32(&r);
 	key = codec_get_u32(&r);
-	target = client_find_by_cancel_key(c->ctx, pid, key);
+	target = client_find_by_cancel_key(c->conn.ctx, pid, key);
 	/* Only the server linked to that client right now, else nothing. */
 	if (target && target->server && target->server->state == SERVER_ACTIVE)
 		cancel_send(target->server);

@@ -278,7 +278,7 @@ static void client_remove(struct client *c, const char *name)
 	if (!(pn = *link))
 		return;
 	*link = pn->next;
-	stmt_unref(c->ctx, pn->stmt);
+	stmt_unref(c->conn.ctx, pn->stmt);
 	free(pn);
 	c->prep->count--;
 }
@@ -294,7 +294,7 @@ void prepared_client_free(struct client *c)
 			struct prep_name *pn = pc->buckets[i];
 
 			pc->buckets[i] = pn->next;
-			stmt_unref(c->ctx, pn->stmt);
+			stmt_unref(c->conn.ctx, pn->stmt);
 			free(pn);
 		}
 	}
@@ -557,7 +557,7 @@ bool prepared_active(const struct client *c)
 {
 	const struct pool *pool = c->pool;
 
-	return pool && c->ctx->config->max_prepared_statements > 0 &&
+	return pool && c->conn.ctx->config->max_prepared_statements > 0 &&
 	       (pool->pool_mode == POOL_MODE_TRANSACTION ||
 	        pool->pool_mode == POOL_MODE_STATEMENT);
 }
@@ -637,7 +637,7 @@ static size_t forward_parse(struct client *c, struct server *s,
 	st = client_lookup(c, name);
 	if (st)
 		return duplicate_parse(c, s, st, name, query, r.p + r.pos, types_len);
-	st = stmt_get(c->ctx, query, r.p + r.pos, types_len);
+	st = stmt_get(c->conn.ctx, query, r.p + r.pos, types_len);
 	if (!st || client_add(c, name, st) < 0)
 		return 0;
 	/* Already there: the client still waits for its ParseComplete. */
@@ -896,7 +896,7 @@ static size_t local_parse(struct client *c, const uint8_t *body, size_t len)
 	if (!name || !query || !*name || client_lookup(c, name))
 		return 0;
 	types_len = (uint32_t)(len - r.pos);
-	st = stmt_find(c->ctx->prepared, stmt_hash(query, r.p + r.pos, types_len),
+	st = stmt_find(c->conn.ctx->prepared, stmt_hash(query, r.p + r.pos, types_len),
 	               query, r.p + r.pos, types_len);
 	if (!st || !st->valid || client_add(c, name, st) < 0)
 		return 0;
