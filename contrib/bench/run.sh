@@ -36,6 +36,7 @@ MODES_LIST="simple extended prepared"
 SCRIPTS_LIST="select-only tpcb-like"
 MAX_MINUTES=""
 PERF=0
+FLOOR=0
 
 usage() {
 	cat <<EOF
@@ -54,6 +55,9 @@ usage: $0 [OPTION]...
   --sluice PATH      use this sluice binary instead of building one from $SRC_DIR
   --rev REV          build sluice from commit REV (git archive) instead of the working tree
   --results DIR      results directory (default /tmp/sluice-bench-YYYYmmdd-HHMMSS)
+  --floor            add a fourth target: contrib/bench/floor_proxy.c, a bare
+                     forwarder (no pooling, nothing parsed), the floor of any
+                     proxy's CPU per transaction on this machine
   --perf             also count each pooler's system calls and context switches
                      per transaction (perf stat; installs linux-perf if missing)
   --max-minutes M    stop everything after M minutes (default: estimated time x 2 + 15)
@@ -77,6 +81,7 @@ while [ $# -gt 0 ]; do
 	--results) RESULTS=$2; shift ;;
 	--max-minutes) MAX_MINUTES=$2; shift ;;
 	--perf) PERF=1 ;;
+	--floor) FLOOR=1 ;;
 	-h|--help) usage; exit 0 ;;
 	*) echo "run.sh: unknown option: $1" >&2; usage >&2; exit 2 ;;
 	esac
@@ -193,11 +198,12 @@ for tool in python3 prlimit setpriv runuser timeout; do
 		*) apt_install util-linux coreutils ;;
 	esac
 done
-if [ "$IDLE" = 1 ] || [ -z "$SLUICE_BIN" ]; then
+if [ "$IDLE" = 1 ] || [ "$FLOOR" = 1 ] || [ -z "$SLUICE_BIN" ]; then
 	for tool in gcc pkg-config make; do
 		command -v "$tool" >/dev/null || apt_install gcc make pkg-config
 	done
 	pkg-config --exists libpq 2>/dev/null || apt_install libpq-dev
+	[ "$FLOOR" = 0 ] || pkg-config --exists libuv 2>/dev/null || apt_install libuv1-dev
 fi
 
 # ---------------------------------------------------------------- sluice binary
@@ -227,12 +233,20 @@ else
 fi
 # the poolers run as postgres: give them a copy they can execute
 cp "$SLUICE_BIN" "$WORK/sluice" && chmod 755 "$WORK/sluice"
+TARGETS="direct pgbouncer sluice"
+if [ "$FLOOR" = 1 ]; then
+	gcc -O2 -o "$WORK/floor_proxy" "$SCRIPT_DIR/floor_proxy.c" $(pkg-config --cflags --libs libuv) >>"$MAINLOG" 2>&1 \
+		|| die "compiling floor_proxy.c failed (see $MAINLOG)"
+	chmod 755 "$WORK/floor_proxy"
+	TARGETS="$TARGETS floor"
+fi
 
 # ---------------------------------------------------------------- time bound
 NWORK=0
 for _s in $SCRIPTS_LIST; do for _m in $MODES_LIST; do for _c in $CLIENTS_LIST; do NWORK=$((NWORK + 1)); done; done; done
 EST_MAIN=0
-[ "$MAIN" = 1 ] && EST_MAIN=$((NWORK * 3 * ROUNDS * (DURATION + 4)))
+NTARGETS=$(wc -w <<<"$TARGETS")
+[ "$MAIN" = 1 ] && EST_MAIN=$((NWORK * NTARGETS * ROUNDS * (DURATION + 4)))
 NIDLE=0
 for _n in $IDLE_COUNTS; do NIDLE=$((NIDLE + 1)); done
 EST_IDLE=0
@@ -255,8 +269,10 @@ free_port() {
 PG_PORT=$(free_port)
 PGB_PORT=$(free_port)
 SL_PORT=$(free_port)
+FL_PORT=$(free_port)
 while [ "$PGB_PORT" = "$PG_PORT" ]; do PGB_PORT=$(free_port); done
 while [ "$SL_PORT" = "$PG_PORT" ] || [ "$SL_PORT" = "$PGB_PORT" ]; do SL_PORT=$(free_port); done
+while [ "$FL_PORT" = "$PG_PORT" ] || [ "$FL_PORT" = "$PGB_PORT" ] || [ "$FL_PORT" = "$SL_PORT" ]; do FL_PORT=$(free_port); done
 
 BENCH_PW="bench-$(head -c 9 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
 export PGPASSWORD="$BENCH_PW" PGSSLMODE=disable PGGSSENCMODE=disable PGUSER=bench PGDATABASE=bench PGHOST=127.0.0.1
@@ -330,13 +346,15 @@ POOLER_PID=""
 # start_pooler NAME: starts it as postgres with a raised fd limit, sets POOLER_PID
 start_pooler() {
 	local name=$1 port bin i
+	local -a args
 	case $name in
-	pgbouncer) port=$PGB_PORT; bin=$PGBOUNCER_BIN ;;
-	sluice) port=$SL_PORT; bin=$WORK/sluice ;;
+	pgbouncer) port=$PGB_PORT; bin=$PGBOUNCER_BIN; args=("$WORK/$name.ini") ;;
+	sluice) port=$SL_PORT; bin=$WORK/sluice; args=("$WORK/$name.ini") ;;
+	floor) port=$FL_PORT; bin=$WORK/floor_proxy; args=("$FL_PORT" "$PG_PORT") ;;
 	esac
 	echo "---- start $(date +%T)" >>"$WORK/$name.log"
 	(cd "$WORK" && exec prlimit --nofile="$NOFILE:$NOFILE" \
-		setpriv --reuid=postgres --regid=postgres --init-groups -- "$bin" "$WORK/$name.ini") \
+		setpriv --reuid=postgres --regid=postgres --init-groups -- "$bin" "${args[@]}") \
 		>>"$WORK/$name.log" 2>&1 </dev/null &
 	POOLER_PID=$!
 	bg_add "$POOLER_PID" "$name"
@@ -494,14 +512,15 @@ echo "round,script,mode,clients,target,tps,lat_avg_ms,lat_p99_ms,transactions,fa
 if [ "$MAIN" = 1 ]; then
 	say "== main benchmark: $NWORK workload(s) x 3 targets x $ROUNDS rounds, pgbench -T $DURATION -j 2"
 	say "   targets: direct PostgreSQL :$PG_PORT, PgBouncer :$PGB_PORT, sluice :$SL_PORT (transaction mode, pool size $POOL_SIZE, scram-sha-256)"
+	[ "$FLOOR" = 1 ] && say "   and floor_proxy :$FL_PORT (a bare forwarder: one server connection per client, no pooling)"
 	say "   estimated time: $((EST_MAIN / 60)) min; time limit $MAX_MINUTES min; results in $RESULTS"
 	runno=0
-	total=$((NWORK * 3 * ROUNDS))
+	total=$((NWORK * NTARGETS * ROUNDS))
 	for ((round = 1; round <= ROUNDS; round++)); do
 		for script in $SCRIPTS_LIST; do
 			for mode in $MODES_LIST; do
 				for clients in $CLIENTS_LIST; do
-					for target in direct pgbouncer sluice; do
+					for target in $TARGETS; do
 						runno=$((runno + 1))
 						if [ "$target" = pgbouncer ] && [ "$mode" = prepared ] && [ "$PGB_PREPARED" = 0 ]; then
 							err="PgBouncer $PGB_VERSION has no prepared statements in transaction mode (1.21+)"
@@ -514,6 +533,7 @@ if [ "$MAIN" = 1 ]; then
 						direct) port=$PG_PORT ;;
 						pgbouncer) port=$PGB_PORT ;;
 						sluice) port=$SL_PORT ;;
+						floor) port=$FL_PORT ;;
 						esac
 						if [ "$target" != direct ]; then
 							if ! start_pooler "$target"; then

@@ -14,8 +14,9 @@ import os
 import statistics
 import sys
 
-TARGETS = ["direct", "pgbouncer", "sluice"]
-TARGET_NAMES = {"direct": "direct", "pgbouncer": "PgBouncer", "sluice": "sluice"}
+TARGETS = ["direct", "pgbouncer", "sluice", "floor"]  # floor: --floor only
+TARGET_NAMES = {"direct": "direct", "pgbouncer": "PgBouncer", "sluice": "sluice",
+                "floor": "floor_proxy"}
 METRICS = [  # csv column, heading, format, proxies only
     ("tps", "TPS", "{:.0f}", False),
     ("lat_avg_ms", "avg latency ms", "{:.3g}", False),
@@ -34,6 +35,7 @@ RATIOS = [  # metric, heading, against
     ("tps", "TPS", "direct"),
     ("lat_avg_ms", "avg lat", "direct"),
     ("lat_p99_ms", "p99", "direct"),
+    ("proxy_cpu_us_per_tx", "CPU/tx", "floor"),  # --floor only
 ]
 
 
@@ -79,7 +81,10 @@ def main():
     # the syscall counts exist only for runs made with --perf
     metrics = [m for m in METRICS
                if m[0] != "proxy_syscalls_per_tx" or any(num(r.get(m[0])) is not None for r in rows)]
-    ratio_metrics = [m for m in RATIOS if m[0] in [x[0] for x in metrics]]
+    has_floor = any(r["target"] == "floor" for r in rows)
+    targets = [t for t in TARGETS if t != "floor" or has_floor]
+    ratio_metrics = [m for m in RATIOS if m[0] in [x[0] for x in metrics]
+                     and (m[2] != "floor" or has_floor)]
 
     workloads = []
     for r in rows:
@@ -123,7 +128,7 @@ def main():
         p("|" + "---|" * len(heads))
         for w in workloads:
             label = "%s %s c=%s" % w
-            for t in TARGETS:
+            for t in targets:
                 rs = by.get((w, t), [])
                 ok = [r for r in rs if r["status"] == "ok"]
                 cells = [label, TARGET_NAMES[t]]
@@ -144,7 +149,8 @@ def main():
         p("Ratio sluice ÷ other, computed per round, then median (min–max). TPS above 1 and the others "
           "below 1 favour sluice.")
         p("")
-        heads = ["workload"] + ["%s vs %s" % (h, "PgB" if a == "pgbouncer" else "direct") for _, h, a in ratio_metrics]
+        short = {"pgbouncer": "PgB", "direct": "direct", "floor": "floor"}
+        heads = ["workload"] + ["%s vs %s" % (h, short[a]) for _, h, a in ratio_metrics]
         p("| " + " | ".join(heads) + " |")
         p("|" + "---|" * len(heads))
         for w in workloads:
