@@ -372,13 +372,15 @@ static int keep_names(struct client *c, const char *user, const char *database)
 {
 	size_t user_size = strlen(user) + 1;
 	size_t db_size = strlen(database) + 1;
+	char *block = malloc(user_size + db_size);
 
-	c->user = malloc(user_size + db_size);
-	if (!c->user)
+	if (!block)
 		return -1;
-	memcpy(c->user, user, user_size);
-	c->database = c->user + user_size;
-	memcpy(c->database, database, db_size);
+	memcpy(block, user, user_size);
+	memcpy(block + user_size, database, db_size);
+	free(c->user);
+	c->user = block;
+	c->database = block + user_size;
 	return 0;
 }
 
@@ -387,6 +389,12 @@ static void startup_message(struct client *c, const uint8_t *body, size_t len)
 	struct startup_walk w = { .client = c };
 	int rc = codec_startup_params(body, len, take_param, &w);
 
+	/* Kept before any refusal, so the log line names who was refused. */
+	if (w.user && *w.user &&
+	    keep_names(c, w.user, w.database && *w.database ? w.database : w.user) < 0) {
+		client_fail(c, SQLSTATE_OUT_OF_MEMORY, "out of memory");
+		return;
+	}
 	if (c->over_limit) {
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
 		            "no more connections allowed (max_client_conn)");
@@ -401,14 +409,8 @@ static void startup_message(struct client *c, const uint8_t *body, size_t len)
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "malformed startup packet");
 		return;
 	}
-	if (!w.user || !*w.user) {
+	if (!c->user) {
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "no username supplied");
-		return;
-	}
-	if (!w.database || !*w.database)
-		w.database = w.user;
-	if (keep_names(c, w.user, w.database) < 0) {
-		client_fail(c, SQLSTATE_OUT_OF_MEMORY, "out of memory");
 		return;
 	}
 	add_host_to_app_name(c);
