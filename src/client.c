@@ -437,11 +437,35 @@ int client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 	return 0;
 }
 
+/* A queued client's Terminate waits in its held bytes, behind the query
+ * it queued with: true if one is there at a message boundary. */
+static bool held_terminate(const struct conn *conn)
+{
+	size_t pos = 0;
+	struct pg_header h;
+
+	if (conn->held_len == 0)
+		return false;
+	while (codec_read_header(conn->held + pos, conn->held_len - pos,
+	                         conn->max_packet, &h) == CODEC_OK) {
+		if (h.type == PG_MSG_TERMINATE)
+			return true;
+		pos += (size_t)h.len + 1;
+		if (pos >= conn->held_len)
+			break;
+	}
+	return false;
+}
+
 static void on_eof(struct conn *conn, int status)
 {
 	struct client *c = conn->owner;
 
-	client_close(c, status == UV_EOF ? "client unexpected eof" : uv_strerror(status));
+	if (status == UV_EOF && c->state == CLIENT_WAITING && held_terminate(conn))
+		client_close(c, "client close request");
+	else
+		client_close(c, status == UV_EOF ? "client unexpected eof"
+		                                 : uv_strerror(status));
 }
 
 static void on_closed(struct conn *conn)

@@ -382,8 +382,8 @@ Test(pooling, client_vanishing_while_waiting_for_a_server)
 	          "a client got a server while default_pool_size = 1 was in use");
 	PQfinish(waiter);
 	/* Noticed while still queued, not only when the server comes free. */
-	cr_assert(h_log_wait("closing because: client", 2000),
-	          "the queued client's disconnect was not noticed while queued");
+	cr_assert(h_log_wait("closing because: client close request", 2000),
+	          "the queued client's Terminate was not noticed while queued");
 	cr_assert_eq(PQtransactionStatus(holder), PQTRANS_INTRANS);
 	h_exec(holder, "COMMIT");
 	next = h_connect(H_ALICE, NULL);
