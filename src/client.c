@@ -272,11 +272,12 @@ static size_t query_data(struct client *c, const uint8_t *data, size_t len)
  * A client waiting for a server stays readable: stopping and restarting the
  * read would cost two epoll_ctl calls per queued transaction, and a client
  * that hangs up is noticed at once. What it sends meanwhile is held, up to
- * one read chunk; past that reading stops until a server is linked.
+ * one read chunk (or max_packet_size, if smaller: held bytes may not grow
+ * past it by more than a read); then reading stops until a server is linked.
  */
 static size_t waiting_data(struct client *c, size_t len)
 {
-	if (len >= SLUICE_READ_CHUNK)
+	if (len >= SLUICE_READ_CHUNK || len >= c->conn.max_packet)
 		conn_want_read(&c->conn, false);
 	return 0;
 }

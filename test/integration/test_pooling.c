@@ -422,7 +422,11 @@ static bool read_queued_results(PGconn *conn, int *got, double deadline)
 	return *got == QUEUED_QUERIES;
 }
 
-Test(pooling, a_queued_client_keeps_everything_it_pipelines)
+/* About 430 KiB of queries arrive while the client waits: more than
+ * sluice holds for a waiting client (64 KiB, or max_packet_size when
+ * smaller), so it must stop reading and start again without losing or
+ * reordering a byte. */
+static void queued_client_pipelines(const char *settings)
 {
 	static char param[QUEUED_PARAM_LEN + 1];
 	PGconn *holder, *waiter;
@@ -430,10 +434,7 @@ Test(pooling, a_queued_client_keeps_everything_it_pipelines)
 	double deadline;
 	int got = 0;
 
-	/* About 430 KiB of queries arrive while the client waits: more than
-	 * sluice holds for a waiting client (64 KiB), so it must stop reading
-	 * and start again without losing or reordering a byte. */
-	h_sluice_start("default_pool_size = 1\n", NULL);
+	h_sluice_start(settings, NULL);
 	memset(param, 'x', QUEUED_PARAM_LEN);
 	holder = h_connect(H_ALICE, NULL);
 	h_exec(holder, "BEGIN");
@@ -467,4 +468,14 @@ Test(pooling, a_queued_client_keeps_everything_it_pipelines)
 	PQfinish(waiter);
 	PQfinish(holder);
 	h_finish();
+}
+
+Test(pooling, a_queued_client_keeps_everything_it_pipelines)
+{
+	queued_client_pipelines("default_pool_size = 1\n");
+}
+
+Test(pooling, a_queued_client_pipelining_past_a_small_max_packet_size)
+{
+	queued_client_pipelines("default_pool_size = 1\nmax_packet_size = 2048\n");
 }
