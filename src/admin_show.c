@@ -311,7 +311,6 @@ static const char *const socket_cols[] = {
 #define SOCKET_TYPES "ssssssisiTTiiississii"
 #define SOCKET_DEBUG_TYPES SOCKET_TYPES "iiiiiii"
 
-/* An address as PgBouncer's pga_ntop writes it, and its port. */
 /* The local end of a TCP connection ("" and 0 before it connects). */
 static void local_address(struct sock *sk, struct conn *conn)
 {
@@ -319,8 +318,8 @@ static void local_address(struct sock *sk, struct conn *conn)
 	int len = sizeof(ss);
 
 	if (uv_tcp_getsockname(&conn->h.tcp, (struct sockaddr *)&ss, &len) == 0)
-		sockaddr_text((struct sockaddr *)&ss, sk->local_addr, sizeof(sk->local_addr),
-		             &sk->local_port);
+		sockaddr_text((struct sockaddr *)&ss, sk->local_addr,
+		              sizeof(sk->local_addr), &sk->local_port);
 }
 
 /* The pid of a unix socket peer, 0 if the kernel does not say. */
@@ -350,7 +349,8 @@ static void client_addresses(struct sock *sk, struct client *c)
 		return;
 	}
 	if (uv_tcp_getpeername(&c->conn.h.tcp, (struct sockaddr *)&ss, &len) == 0)
-		sockaddr_text((struct sockaddr *)&ss, sk->addr, sizeof(sk->addr), &sk->port);
+		sockaddr_text((struct sockaddr *)&ss, sk->addr, sizeof(sk->addr),
+		              &sk->port);
 	local_address(sk, &c->conn);
 }
 
@@ -362,7 +362,8 @@ static void server_addresses(struct sock *sk, struct server *s)
 		sk->port = sk->local_port = s->pool->target.port;
 		return;
 	}
-	sockaddr_text((struct sockaddr *)&s->addr, sk->addr, sizeof(sk->addr), &sk->port);
+	sockaddr_text((struct sockaddr *)&s->addr, sk->addr, sizeof(sk->addr),
+	              &sk->port);
 	if (s->state != SERVER_CONNECTING)
 		local_address(sk, &s->conn);
 }

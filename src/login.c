@@ -81,9 +81,10 @@ static void admin_login(struct client *c)
  * paid only when a cap is set. */
 static int count_clients(struct client *c, bool same_db)
 {
+	struct list *clients = &c->conn.ctx->clients;
 	int n = 0;
 
-	for (struct list *l = c->conn.ctx->clients.next; l != &c->conn.ctx->clients; l = l->next) {
+	for (struct list *l = clients->next; l != clients; l = l->next) {
 		struct client *o = LIST_ENTRY(l, struct client, node);
 
 		if (o->pool && strcmp(same_db ? o->database : o->user,
@@ -390,8 +391,9 @@ static void startup_message(struct client *c, const uint8_t *body, size_t len)
 	int rc = codec_startup_params(body, len, take_param, &w);
 
 	/* Kept before any refusal, so the log line names who was refused. */
-	if (w.user && *w.user &&
-	    keep_names(c, w.user, w.database && *w.database ? w.database : w.user) < 0) {
+	if (!w.database || !*w.database)
+		w.database = w.user;
+	if (w.user && *w.user && keep_names(c, w.user, w.database) < 0) {
 		client_fail(c, SQLSTATE_OUT_OF_MEMORY, "out of memory");
 		return;
 	}
