@@ -269,17 +269,31 @@ static size_t query_data(struct client *c, const uint8_t *data, size_t len)
 }
 
 /*
- * A client waiting for a server stays readable: stopping and restarting the
- * read would cost two epoll_ctl calls per queued transaction, and a client
- * that hangs up is noticed at once. What it sends meanwhile is held, up to
+ * A client waiting for a server (or, just logged in, for its pool's server
+ * parameters) stays readable: stopping and restarting the read would cost
+ * two epoll_ctl calls per queued transaction, and a client that hangs up is
+ * noticed at once. What it sends meanwhile is held, up to
  * one read chunk (or max_packet_size, if smaller: held bytes may not grow
  * past it by more than a read); then reading stops until a server is linked.
  */
 static size_t waiting_data(struct client *c, size_t len)
 {
-	if (len >= SLUICE_READ_CHUNK || len >= c->conn.max_packet)
+	if (!c->conn.closing &&
+	    (len >= SLUICE_READ_CHUNK || len >= c->conn.max_packet))
 		conn_want_read(&c->conn, false);
 	return 0;
+}
+
+/* A transaction that had to wait leaves the rest of the read held: the
+ * same limit applies to it as to what arrives later. */
+static size_t idle_or_active_data(struct client *c, const uint8_t *data,
+                                  size_t len)
+{
+	size_t used = query_data(c, data, len);
+
+	if (c->state == CLIENT_WAITING)
+		waiting_data(c, len - used);
+	return used;
 }
 
 static size_t on_data(struct conn *conn, const uint8_t *data, size_t len)
@@ -293,12 +307,11 @@ static size_t on_data(struct conn *conn, const uint8_t *data, size_t len)
 	case CLIENT_AUTH_SASL_FINAL:
 		return login_data(c, data, len);
 	case CLIENT_WELCOME:
-		return 0;
 	case CLIENT_WAITING:
 		return waiting_data(c, len);
 	case CLIENT_IDLE:
 	case CLIENT_ACTIVE:
-		return query_data(c, data, len);
+		return idle_or_active_data(c, data, len);
 	case CLIENT_ADMIN:
 		return admin_data(c, data, len);
 	}
