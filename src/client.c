@@ -272,34 +272,19 @@ static size_t query_data(struct client *c, const uint8_t *data, size_t len)
  * A client waiting for a server (or, just logged in, for its pool's server
  * parameters) stays readable: stopping and restarting the read would cost
  * two epoll_ctl calls per queued transaction, and a client that hangs up is
- * noticed at once. What it sends meanwhile is held, up to
- * one read chunk (or max_packet_size, if smaller: held bytes may not grow
- * past it by more than a read); then reading stops until a server is linked.
+ * noticed at once. What it sends meanwhile is held, up to one read chunk
+ * (or max_packet_size, if smaller: held bytes may not grow past it by more
+ * than a read); then reading stops until a server is linked.
  */
-static size_t waiting_data(struct client *c, size_t len)
+static void hold_while_waiting(struct client *c, size_t held)
 {
-	if (!c->conn.closing &&
-	    (len >= SLUICE_READ_CHUNK || len >= c->conn.max_packet))
+	if (held >= SLUICE_READ_CHUNK || held >= c->conn.max_packet)
 		conn_want_read(&c->conn, false);
-	return 0;
 }
 
-/* A transaction that had to wait leaves the rest of the read held: the
- * same limit applies to it as to what arrives later. */
-static size_t idle_or_active_data(struct client *c, const uint8_t *data,
-                                  size_t len)
+static size_t data_for_state(struct client *c, const uint8_t *data,
+                             size_t len)
 {
-	size_t used = query_data(c, data, len);
-
-	if (c->state == CLIENT_WAITING)
-		waiting_data(c, len - used);
-	return used;
-}
-
-static size_t on_data(struct conn *conn, const uint8_t *data, size_t len)
-{
-	struct client *c = conn->owner;
-
 	switch (c->state) {
 	case CLIENT_STARTUP:
 	case CLIENT_AUTH_PASSWORD:
@@ -308,14 +293,35 @@ static size_t on_data(struct conn *conn, const uint8_t *data, size_t len)
 		return login_data(c, data, len);
 	case CLIENT_WELCOME:
 	case CLIENT_WAITING:
-		return waiting_data(c, len);
+		return 0;
 	case CLIENT_IDLE:
 	case CLIENT_ACTIVE:
-		return idle_or_active_data(c, data, len);
+		return query_data(c, data, len);
 	case CLIENT_ADMIN:
 		return admin_data(c, data, len);
 	}
 	return 0;
+}
+
+/*
+ * Bytes that arrived behind the message that changed the state (a query
+ * sent along with the password, say) go to the new state at once: nothing
+ * else would offer them again before the client sends more.
+ */
+static size_t on_data(struct conn *conn, const uint8_t *data, size_t len)
+{
+	struct client *c = conn->owner;
+	enum client_state before;
+	size_t pos = 0;
+
+	do {
+		before = c->state;
+		pos += data_for_state(c, data + pos, len - pos);
+	} while (pos < len && !conn->closing && c->state != before);
+	if (!conn->closing &&
+	    (c->state == CLIENT_WAITING || c->state == CLIENT_WELCOME))
+		hold_while_waiting(c, len - pos);
+	return pos;
 }
 
 /* Microseconds since a uv_now() stamp; 0 for no stamp. */

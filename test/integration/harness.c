@@ -1318,7 +1318,7 @@ bool h_raw_send(int fd, const void *buf, size_t len)
 	return true;
 }
 
-static void put_be32(uint8_t *p, uint32_t v)
+void h_put_be32(uint8_t *p, uint32_t v)
 {
 	p[0] = v >> 24;
 	p[1] = v >> 16;
@@ -1326,7 +1326,7 @@ static void put_be32(uint8_t *p, uint32_t v)
 	p[3] = v;
 }
 
-static uint32_t get_be32(const uint8_t *p)
+uint32_t h_get_be32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
@@ -1349,8 +1349,8 @@ size_t h_startup_packet(uint8_t *buf, size_t cap, uint32_t version,
 			return 0;
 		buf[len++] = '\0';
 	}
-	put_be32(buf, (uint32_t)len);
-	put_be32(buf + 4, version);
+	h_put_be32(buf, (uint32_t)len);
+	h_put_be32(buf + 4, version);
 	return len;
 }
 
@@ -1385,7 +1385,7 @@ int h_raw_read_msg(int fd, int timeout_ms, char *type,
 
 	if (rc <= 0)
 		return rc;
-	msglen = get_be32(header + 1);
+	msglen = h_get_be32(header + 1);
 	if (msglen < 4 || msglen - 4 > cap)
 		return -1;
 	*type = (char)header[0];
@@ -1471,7 +1471,7 @@ static bool send_md5_password(int fd, const char *user, const char *password,
 	inner = PQencryptPassword(password, user);
 	outer = PQencryptPassword(inner + 3, salt_str);
 	msg[0] = 'p';
-	put_be32(msg + 1, 4 + 35 + 1);
+	h_put_be32(msg + 1, 4 + 35 + 1);
 	memcpy(msg + 5, outer, 36);
 	ok = h_raw_send(fd, msg, 5 + 36);
 	PQfreemem(inner);
@@ -1485,7 +1485,7 @@ static bool send_password(int fd, const char *password)
 	size_t n = strlen(password) + 1;
 
 	msg[0] = 'p';
-	put_be32(msg + 1, (uint32_t)(4 + n));
+	h_put_be32(msg + 1, (uint32_t)(4 + n));
 	memcpy(msg + 5, password, n);
 	return h_raw_send(fd, msg, 5 + n);
 }
@@ -1518,7 +1518,7 @@ static int raw_login_once(const char *user, const char *const *params)
 		}
 		if (type != 'R' || len < 4)
 			continue;
-		switch (get_be32(buf)) {
+		switch (h_get_be32(buf)) {
 		case 0:
 			break;
 		case 3:
@@ -1532,7 +1532,7 @@ static int raw_login_once(const char *user, const char *const *params)
 		default:
 			cr_assert_fail("h_raw_login: authentication request %u is "
 			               "not supported (use trust, plain or md5)",
-			               get_be32(buf));
+			               h_get_be32(buf));
 		}
 	}
 }

@@ -214,6 +214,10 @@ void h_pg_wait_clean(int timeout_ms);
 
 /* ---- raw sockets ---- */
 
+/* Big-endian 32-bit integers, as the protocol spells them. */
+void h_put_be32(uint8_t *p, uint32_t v);
+uint32_t h_get_be32(const uint8_t *p);
+
 /* A TCP connection to h_port(); asserts it connects. */
 int h_raw_connect(void);
 

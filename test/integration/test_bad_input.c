@@ -19,14 +19,6 @@ static const char *const good_params[] = {
 	"user", H_CAROL, "database", H_DBNAME, NULL,
 };
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = v >> 24;
-	p[1] = v >> 16;
-	p[2] = v >> 8;
-	p[3] = v;
-}
-
 /* A normal client still gets served. */
 static void others_still_served(void)
 {
@@ -75,10 +67,10 @@ Test(bad_input, startup_length_below_header)
 
 	h_require_sluice();
 	h_sluice_start(NULL, NULL);
-	put32(p, 4);
-	put32(p + 4, PROTOCOL_3);
+	h_put_be32(p, 4);
+	h_put_be32(p + 4, PROTOCOL_3);
 	bad_start(p, sizeof(p), "length 4");
-	put32(p, 0);
+	h_put_be32(p, 0);
 	bad_start(p, sizeof(p), "length 0");
 	h_finish();
 }
@@ -89,12 +81,12 @@ Test(bad_input, startup_length_over_max_packet_size)
 
 	h_require_sluice();
 	h_sluice_start("max_packet_size = 65536\n", NULL);
-	put32(p, 100000);
-	put32(p + 4, PROTOCOL_3);
+	h_put_be32(p, 100000);
+	h_put_be32(p + 4, PROTOCOL_3);
 	bad_start(p, sizeof(p), "startup length 100000");
-	put32(p, 0x7ffffff0);
+	h_put_be32(p, 0x7ffffff0);
 	bad_start(p, sizeof(p), "startup length 0x7ffffff0");
-	put32(p, 0xfffffff0);
+	h_put_be32(p, 0xfffffff0);
 	bad_start(p, sizeof(p), "startup length 0xfffffff0");
 	h_finish();
 }
@@ -138,7 +130,7 @@ Test(bad_input, malformed_startup_packets)
 	h_sluice_start("auth_type = plain\n", NULL);
 	/* A string cut in the middle: the length covers "user\0car". */
 	len = h_startup_packet(p, sizeof(p), PROTOCOL_3, good_params, true);
-	put32(p, 8 + 8);
+	h_put_be32(p, 8 + 8);
 	bad_start(p, 16, "string cut by the length");
 	/* A key without its value. */
 	len = h_startup_packet(p, sizeof(p), PROTOCOL_3, key_only, true);
@@ -215,19 +207,19 @@ Test(bad_input, bad_message_length_after_login)
 
 	h_sluice_start("auth_type = plain\n", NULL);
 	fd = logged_in();
-	put32(msg + 1, 3);
+	h_put_be32(msg + 1, 3);
 	cr_assert(h_raw_send(fd, msg, 5 + 8));
 	expect_protocol_error(fd, "Query with length 3");
 	others_still_served();
 
 	fd = logged_in();
-	put32(msg + 1, 0xfffffff0);
+	h_put_be32(msg + 1, 0xfffffff0);
 	cr_assert(h_raw_send(fd, msg, sizeof(msg)));
 	expect_protocol_error(fd, "Query with length 0xfffffff0");
 	others_still_served();
 
 	fd = logged_in();
-	put32(msg + 1, 0x7ffffff0);
+	h_put_be32(msg + 1, 0x7ffffff0);
 	cr_assert(h_raw_send(fd, msg, sizeof(msg)));
 	expect_protocol_error(fd, "Query with length 0x7ffffff0");
 	others_still_served();
@@ -242,7 +234,7 @@ Test(bad_input, message_over_max_packet_size_after_login)
 	h_require_sluice();
 	h_sluice_start("auth_type = plain\nmax_packet_size = 65536\n", NULL);
 	fd = logged_in();
-	put32(msg + 1, 100000);
+	h_put_be32(msg + 1, 100000);
 	cr_assert(h_raw_send(fd, msg, sizeof(msg)));
 	expect_protocol_error(fd, "Query of 100000 bytes, max_packet_size 65536");
 	others_still_served();
@@ -269,7 +261,7 @@ Test(bad_input, half_a_message_then_close_after_login)
 
 	h_sluice_start("auth_type = plain\n", NULL);
 	fd = logged_in();
-	put32(msg + 1, 40);
+	h_put_be32(msg + 1, 40);
 	memcpy(msg + 5, "SELECT pg_sleep(", 16);
 	cr_assert(h_raw_send(fd, msg, 5 + 16));
 	close(fd);

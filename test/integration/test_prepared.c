@@ -798,18 +798,12 @@ struct reply {
 	struct h_error err;      /* the first ErrorResponse */
 };
 
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
-
 static void reply_values(const uint8_t *body, size_t len, struct reply *r)
 {
 	size_t off = 2;
 
 	for (int c = 0; c < 2 && off + 4 <= len; c++) {
-		uint32_t n = be32(body + off);
+		uint32_t n = h_get_be32(body + off);
 
 		off += 4;
 		if (n == UINT32_MAX) {

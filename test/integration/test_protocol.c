@@ -408,3 +408,98 @@ Test(protocol, prepare_and_execute_in_one_transaction)
 	PQfinish(conn);
 	h_finish();
 }
+
+#define BEHIND_QUERIES 200
+#define BEHIND_QUERY_LEN 1000
+
+/* Appends a Query message "SELECT <i>" padded with a comment to
+ * BEHIND_QUERY_LEN bytes of text; returns its length. */
+static size_t put_padded_query(uint8_t *out, int i)
+{
+	char sql[BEHIND_QUERY_LEN + 1];
+	int n = snprintf(sql, sizeof(sql), "SELECT %d /* ", i);
+
+	memset(sql + n, 'x', BEHIND_QUERY_LEN - n - 3);
+	memcpy(sql + BEHIND_QUERY_LEN - 3, " */", 4);
+	out[0] = 'Q';
+	h_put_be32(out + 1, 4 + BEHIND_QUERY_LEN + 1);
+	memcpy(out + 5, sql, BEHIND_QUERY_LEN + 1);
+	return 5 + BEHIND_QUERY_LEN + 1;
+}
+
+/* Reads up to and including the next ReadyForQuery; the value of the one
+ * DataRow in between, or -1 if there was none. */
+static long read_through_ready(int fd, uint8_t *buf, size_t cap)
+{
+	long value = -1;
+	size_t len;
+	char type;
+
+	for (;;) {
+		cr_assert_eq(h_raw_read_msg(fd, 10000, &type, buf, cap - 1, &len), 1,
+		             "connection closed or timed out");
+		cr_assert_neq(type, 'E', "an ErrorResponse came back");
+		if (type == 'Z')
+			return value;
+		if (type == 'D' && len > 6) {
+			buf[len] = '\0';
+			value = atol((const char *)buf + 6); /* count, length, text */
+		}
+	}
+}
+
+/*
+ * A client that sends its first queries along with its password: sluice
+ * must answer them all, in order, whether its pool is new (the client
+ * waits while the first server logs in, so what it sent is held, more than
+ * max_packet_size of it) or already has servers (it goes straight on).
+ */
+static void queries_behind_the_password(bool warm_pool)
+{
+	static const char *const params[] = { "user", H_ALICE,
+	                                      "database", H_DBNAME, NULL };
+	size_t cap = 6 + 256 + BEHIND_QUERIES * (6 + BEHIND_QUERY_LEN);
+	uint8_t *buf = malloc(cap), reply[512];
+	const char *password = h_password_of(H_ALICE);
+	size_t len, n = strlen(password) + 1;
+	char type;
+	int fd;
+
+	cr_assert(buf);
+	h_sluice_start("auth_type = plain\nmax_packet_size = 2048\n", NULL);
+	if (warm_pool)
+		PQfinish(h_connect(H_ALICE, NULL));
+	fd = h_raw_connect();
+	len = h_startup_packet(buf, cap, 196608, params, true);
+	cr_assert(h_raw_send(fd, buf, len));
+	cr_assert_eq(h_raw_read_msg(fd, 10000, &type, reply, sizeof(reply), &len), 1);
+	cr_assert(type == 'R' && len == 4 && h_get_be32(reply) == 3,
+	          "expected a cleartext password request");
+	buf[0] = 'p';
+	h_put_be32(buf + 1, (uint32_t)(4 + n));
+	memcpy(buf + 5, password, n);
+	len = 5 + n;
+	for (int i = 0; i < BEHIND_QUERIES; i++)
+		len += put_padded_query(buf + len, i);
+	cr_assert(h_raw_send(fd, buf, len), "sluice closed the connection");
+	cr_assert_eq(read_through_ready(fd, reply, sizeof(reply)), -1);
+	for (int i = 0; i < BEHIND_QUERIES; i++)
+		cr_assert_eq(read_through_ready(fd, reply, sizeof(reply)), i,
+		             "query %d answered wrongly or out of order", i);
+	close(fd);
+	free(buf);
+	h_assert_alive();
+	h_finish();
+}
+
+Test(protocol, queries_sent_with_the_password_to_a_new_pool)
+{
+	h_require_sluice();
+	queries_behind_the_password(false);
+}
+
+Test(protocol, queries_sent_with_the_password_to_a_pool_with_servers)
+{
+	h_require_sluice();
+	queries_behind_the_password(true);
+}
