@@ -30,6 +30,7 @@
 #include "prepared.h"
 #include "server.h"
 #include "sluice.h"
+#include "stats.h"
 
 /* Bytes of a Bind needed to read its two names (NAMEDATALEN is 64). */
 #define BIND_PREFIX (PG_HEADER_LEN + 2 * 64 + 64)
@@ -233,6 +234,14 @@ static struct prep_name **name_link(struct prep_client *pc, const char *name)
 	while (*link && strcmp((*link)->name, name) != 0)
 		link = &(*link)->next;
 	return link;
+}
+
+/* Counted twice: per pool for SHOW PREPARED_STATS, per database for
+ * PgBouncer's SHOW STATS columns. */
+static void count_client_parse(struct pool *pool)
+{
+	pool->client_parses++;
+	stats_prepared(pool, STATS_CLIENT_PARSE);
 }
 
 static struct prep_stmt *client_lookup(const struct client *c, const char *name)
@@ -524,6 +533,7 @@ static bool prepare_on(struct server *s, struct prep_stmt *st,
 	lru_push_front(ps, e);
 	ps->count++;
 	s->pool->server_parses++;
+	stats_prepared(s->pool, STATS_SERVER_PARSE);
 	return true;
 }
 
@@ -633,7 +643,7 @@ static size_t forward_parse(struct client *c, struct server *s,
 			forget_all(c, s);
 		return 0; /* unnamed (or malformed: the server says so) */
 	}
-	c->pool->client_parses++;
+	count_client_parse(c->pool);
 	st = client_lookup(c, name);
 	if (st)
 		return duplicate_parse(c, s, st, name, query, r.p + r.pos, types_len);
@@ -671,6 +681,7 @@ static size_t forward_bind(struct client *c, struct server *s,
 	msgbuf_put_str(&mb, st->name);
 	conn_queue_msgbuf(&s->conn, &mb);
 	msgbuf_free(&mb);
+	stats_prepared(c->pool, STATS_BIND);
 	return PG_HEADER_LEN + r.pos;
 }
 
@@ -900,7 +911,7 @@ static size_t local_parse(struct client *c, const uint8_t *body, size_t len)
 	               query, r.p + r.pos, types_len);
 	if (!st || !st->valid || client_add(c, name, st) < 0)
 		return 0;
-	c->pool->client_parses++;
+	count_client_parse(c->pool);
 	reply(c, '1', NULL, 0);
 	return 1;
 }

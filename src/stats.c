@@ -38,6 +38,9 @@ struct stats_counters {
 	uint64_t xact_time;        /* us spent in transactions */
 	uint64_t query_time;       /* us spent in queries */
 	uint64_t wait_time;        /* us clients waited for a server */
+	uint64_t client_parse_count; /* named Parse messages from clients */
+	uint64_t server_parse_count; /* Parse messages sluice sent to servers */
+	uint64_t bind_count;       /* Binds of statements sluice tracks */
 };
 
 /* One database's counters. */
@@ -182,6 +185,25 @@ void stats_bytes(struct pool *pool, uint64_t received, uint64_t sent)
 	c->sent += sent;
 }
 
+void stats_prepared(struct pool *pool, enum stats_prepared_event event)
+{
+	struct stats_counters *c = counters_of(pool);
+
+	if (!c)
+		return;
+	switch (event) {
+	case STATS_CLIENT_PARSE:
+		c->client_parse_count++;
+		break;
+	case STATS_SERVER_PARSE:
+		c->server_parse_count++;
+		break;
+	case STATS_BIND:
+		c->bind_count++;
+		break;
+	}
+}
+
 void stats_admin_command(struct sluice *ctx, uint64_t received, uint64_t sent)
 {
 	struct stats *st = stats_of(ctx);
@@ -205,6 +227,15 @@ static void add(struct stats_counters *to, const struct stats_counters *c)
 	to->xact_time += c->xact_time;
 	to->query_time += c->query_time;
 	to->wait_time += c->wait_time;
+	to->client_parse_count += c->client_parse_count;
+	to->server_parse_count += c->server_parse_count;
+	to->bind_count += c->bind_count;
+}
+
+/* Per second over dur_us of what cur counts more than old. */
+static uint64_t rate(uint64_t cur, uint64_t old, uint64_t dur_us)
+{
+	return USEC_PER_SEC * (cur - old) / dur_us;
 }
 
 /* PgBouncer's calc_average: rates per second over dur_us, times per event. */
@@ -219,11 +250,16 @@ static void average(struct stats_counters *avg, const struct stats_counters *cur
 	memset(avg, 0, sizeof(*avg));
 	if (dur_us == 0)
 		return;
-	avg->server_assignment_count = USEC_PER_SEC * assigns / dur_us;
-	avg->xact_count = USEC_PER_SEC * xacts / dur_us;
-	avg->query_count = USEC_PER_SEC * queries / dur_us;
-	avg->received = USEC_PER_SEC * (cur->received - old->received) / dur_us;
-	avg->sent = USEC_PER_SEC * (cur->sent - old->sent) / dur_us;
+	avg->server_assignment_count = rate(assigns, 0, dur_us);
+	avg->xact_count = rate(xacts, 0, dur_us);
+	avg->query_count = rate(queries, 0, dur_us);
+	avg->received = rate(cur->received, old->received, dur_us);
+	avg->sent = rate(cur->sent, old->sent, dur_us);
+	avg->client_parse_count = rate(cur->client_parse_count,
+	                               old->client_parse_count, dur_us);
+	avg->server_parse_count = rate(cur->server_parse_count,
+	                               old->server_parse_count, dur_us);
+	avg->bind_count = rate(cur->bind_count, old->bind_count, dur_us);
 	if (xacts > 0)
 		avg->xact_time = (cur->xact_time - old->xact_time) / xacts;
 	if (queries > 0)
@@ -241,12 +277,13 @@ static void log_period(const struct stats *st, uint64_t now)
 		add(&old, &st->dbs[i]->older);
 	}
 	average(&avg, &cur, &old, now - st->older_stamp);
-	/* PgBouncer's line; sluice does not count prepared statements (0). */
+	/* PgBouncer's line */
 	log_info(NULL, "stats: %" PRIu64 " xacts/s, %" PRIu64 " queries/s, "
-	         "0 client parses/s, 0 server parses/s, 0 binds/s, "
-	         "in %" PRIu64 " B/s, out %" PRIu64 " B/s, xact %" PRIu64 " us, "
-	         "query %" PRIu64 " us, wait %" PRIu64 " us",
-	         avg.xact_count, avg.query_count, avg.received, avg.sent,
+	         "%" PRIu64 " client parses/s, %" PRIu64 " server parses/s, "
+	         "%" PRIu64 " binds/s, in %" PRIu64 " B/s, out %" PRIu64 " B/s, "
+	         "xact %" PRIu64 " us, query %" PRIu64 " us, wait %" PRIu64 " us",
+	         avg.xact_count, avg.query_count, avg.client_parse_count,
+	         avg.server_parse_count, avg.bind_count, avg.received, avg.sent,
 	         avg.xact_time, avg.query_time, avg.wait_time);
 }
 
@@ -270,8 +307,7 @@ void stats_tick(struct sluice *ctx)
 
 /* --- SHOW ------------------------------------------------------------- */
 
-/* PgBouncer's counters in its column order; the last three count
- * prepared statements, which sluice does not track (0). */
+/* PgBouncer's counters in its column order. */
 #define N_COUNTERS 11
 
 static void counter_values(const struct stats_counters *c, uint64_t v[N_COUNTERS])
@@ -279,7 +315,7 @@ static void counter_values(const struct stats_counters *c, uint64_t v[N_COUNTERS
 	const uint64_t values[N_COUNTERS] = {
 		c->server_assignment_count, c->xact_count, c->query_count,
 		c->received, c->sent, c->xact_time, c->query_time, c->wait_time,
-		0, 0, 0,
+		c->client_parse_count, c->server_parse_count, c->bind_count,
 	};
 
 	memcpy(v, values, sizeof(values));

@@ -34,6 +34,17 @@ void stats_assign(struct pool *pool, uint64_t wait_us);
 /* Bytes passed: received from a client, sent to a client. */
 void stats_bytes(struct pool *pool, uint64_t received, uint64_t sent);
 
+/* What the prepared-statement support did, counted as PgBouncer counts
+ * it: a client's named Parse, a Parse sent to a server, a client's Bind
+ * of a named statement. */
+enum stats_prepared_event {
+	STATS_CLIENT_PARSE,
+	STATS_SERVER_PARSE,
+	STATS_BIND,
+};
+
+void stats_prepared(struct pool *pool, enum stats_prepared_event event);
+
 /* The console ran a command: counted as one transaction and one query of
  * STATS_ADMIN_DB, as PgBouncer counts its own. */
 void stats_admin_command(struct sluice *ctx, uint64_t received, uint64_t sent);

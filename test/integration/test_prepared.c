@@ -428,27 +428,50 @@ static long report_number(const char *label)
 	return h_report_number(&pgbench_out, label);
 }
 
-static long stats_column(PGresult *res, const char *name)
+static long stats_column(PGresult *res, int row, const char *name)
 {
 	int col = PQfnumber(res, name);
 
-	cr_assert_geq(col, 0, "SHOW PREPARED_STATS has no column %s", name);
-	return atol(PQgetvalue(res, 0, col));
+	cr_assert_geq(col, 0, "no column %s", name);
+	return atol(PQgetvalue(res, row, col));
 }
 
-/* After the pgbench run: 32 clients each Parsed the script's 7 statements
- * once; 7 distinct statements; each of the 4 servers holds at most 7. */
-static void prepared_stats_agree(void)
+/* The SHOW STATS row of the test database. */
+static int test_db_row(PGresult *res)
+{
+	for (int row = 0; row < PQntuples(res); row++)
+		if (strcmp(PQgetvalue(res, row, 0), H_DBNAME) == 0)
+			return row;
+	cr_assert_fail("SHOW STATS has no row for %s", H_DBNAME);
+	return -1;
+}
+
+/* After the pgbench run of xacts transactions: 32 clients each Parsed the
+ * script's 7 statements once; 7 distinct statements; each of the 4
+ * servers holds at most 7; a Bind per statement run. PgBouncer's SHOW
+ * STATS columns count the same. */
+static void prepared_stats_agree(long xacts)
 {
 	PGconn *admin = h_connect(H_ADMIN, "dbname=sluice");
-	PGresult *res = PQexec(admin, "SHOW PREPARED_STATS");
+	PGresult *res = PQexec(admin, "SHOW PREPARED_STATS"), *stats;
+	long server_parses;
+	int row;
 
 	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(admin));
 	cr_assert_eq(PQntuples(res), 1, "one pool, %d rows", PQntuples(res));
-	cr_expect_eq(stats_column(res, "client_parses"), 32 * 7);
-	cr_expect_eq(stats_column(res, "distinct_statements"), 7);
-	cr_expect_leq(stats_column(res, "server_statements"), 4 * 7);
-	cr_expect_geq(stats_column(res, "server_parses"), 7);
+	cr_expect_eq(stats_column(res, 0, "client_parses"), 32 * 7);
+	cr_expect_eq(stats_column(res, 0, "distinct_statements"), 7);
+	cr_expect_leq(stats_column(res, 0, "server_statements"), 4 * 7);
+	server_parses = stats_column(res, 0, "server_parses");
+	cr_expect_geq(server_parses, 7);
+	stats = PQexec(admin, "SHOW STATS");
+	cr_assert_eq(PQresultStatus(stats), PGRES_TUPLES_OK, "%s", PQerrorMessage(admin));
+	row = test_db_row(stats);
+	cr_expect_eq(stats_column(stats, row, "total_client_parse_count"), 32 * 7);
+	cr_expect_eq(stats_column(stats, row, "total_server_parse_count"),
+	             server_parses);
+	cr_expect_eq(stats_column(stats, row, "total_bind_count"), 7 * xacts);
+	PQclear(stats);
 	PQclear(res);
 	PQfinish(admin);
 }
@@ -459,6 +482,7 @@ Test(prepared, pgbench_prepared_32_clients_4_servers)
 	static const char *const run[] = { "-M", "prepared", "-c", "32", "-j", "2",
 	                                   "-T", "10", "-n", NULL };
 	PGconn *conn;
+	long xacts;
 	int status;
 
 	setenv("PGPASSWORD", H_ALICE_PASSWORD, 1);
@@ -471,8 +495,8 @@ Test(prepared, pgbench_prepared_32_clients_4_servers)
 	status = pgbench(run, 70000);
 	cr_assert_eq(status, 0, "pgbench exited with %d:\n%s\n%s", status,
 	             pgbench_out.out, pgbench_out.err);
-	cr_assert_gt(report_number("number of transactions actually processed: "),
-	             0, "no transactions:\n%s", pgbench_out.out);
+	xacts = report_number("number of transactions actually processed: ");
+	cr_assert_gt(xacts, 0, "no transactions:\n%s", pgbench_out.out);
 	cr_assert_eq(report_number("number of failed transactions: "), 0,
 	             "failed transactions:\n%s\n%s", pgbench_out.out, pgbench_out.err);
 	if (!h_direct()) {
@@ -484,7 +508,7 @@ Test(prepared, pgbench_prepared_32_clients_4_servers)
 			cr_expect(n >= 1 && n <= 7, "%ld sluice statements on a server", n);
 		}
 		PQfinish(conn);
-		prepared_stats_agree();
+		prepared_stats_agree(xacts);
 	}
 	h_finish();
 }
