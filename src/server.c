@@ -115,17 +115,23 @@ static void login_failed(struct server *s, const char *sqlstate, const char *msg
 	server_close(s, "login failed");
 }
 
+static void connect_failed(struct server *s, int status)
+{
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), "could not connect to server: %s",
+	         uv_strerror(status));
+	login_failed(s, SQLSTATE_CONNECTION_FAILURE, msg);
+}
+
 static void connect_cb(uv_connect_t *req, int status)
 {
 	struct server *s = req->data;
-	char msg[256];
 
 	if (status == UV_ECANCELED)
 		return;
 	if (status < 0) {
-		snprintf(msg, sizeof(msg), "could not connect to server: %s",
-		         uv_strerror(status));
-		login_failed(s, SQLSTATE_CONNECTION_FAILURE, msg);
+		connect_failed(s, status);
 		return;
 	}
 	conn_set_tcp_options(&s->conn, cfg_of(s));
@@ -134,23 +140,62 @@ static void connect_cb(uv_connect_t *req, int status)
 	conn_want_read(&s->conn, true);
 }
 
-/* Resolves the target into s->addr; numeric addresses never block. */
-static int resolve(struct server *s)
+static int connect_tcp(struct server *s)
+{
+	return uv_tcp_connect(&s->connect_req, &s->conn.h.tcp,
+	                      (const struct sockaddr *)&s->addr, connect_cb);
+}
+
+/* A host name resolved (on libuv's thread pool); s is NULL in req->data
+ * if the server was closed meanwhile. The first address is used. */
+static void resolved_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct server *s = req->data;
+	char msg[512];
+
+	free(req);
+	if (s && (status < 0 || !res)) {
+		s->resolving = NULL;
+		snprintf(msg, sizeof(msg), "could not resolve server host \"%s\": %s",
+		         s->pool->target.host, uv_strerror(status));
+		login_failed(s, SQLSTATE_CONNECTION_FAILURE, msg);
+	} else if (s) {
+		s->resolving = NULL;
+		memcpy(&s->addr, res->ai_addr, res->ai_addrlen);
+		if ((status = connect_tcp(s)) < 0)
+			connect_failed(s, status);
+	}
+	uv_freeaddrinfo(res);
+}
+
+/*
+ * Numeric addresses are used as they are; a host name is resolved without
+ * blocking the loop (a slow DNS server stalls only this pool's new
+ * connections, which server_connect_timeout bounds).
+ */
+static int resolve_and_connect(struct server *s)
 {
 	const struct pool_target *t = &s->pool->target;
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
-	struct addrinfo *res = NULL;
+	uv_getaddrinfo_t *req;
 	char port[16];
 	int rc;
 
+	if (uv_ip4_addr(t->host, t->port, (struct sockaddr_in *)&s->addr) == 0 ||
+	    uv_ip6_addr(t->host, t->port, (struct sockaddr_in6 *)&s->addr) == 0)
+		return connect_tcp(s);
+	req = malloc(sizeof(*req));
+	if (!req)
+		return UV_ENOMEM;
+	req->data = s;
 	snprintf(port, sizeof(port), "%d", t->port);
-	/* Host names go through the resolver synchronously; /etc/hosts names
-	 * such as localhost answer at once. */
-	rc = getaddrinfo(t->host, port, &hints, &res);
-	if (rc != 0 || !res)
-		return -1;
-	memcpy(&s->addr, res->ai_addr, res->ai_addrlen);
-	freeaddrinfo(res);
+	rc = uv_getaddrinfo(s->pool->ctx->loop, req, resolved_cb, t->host, port,
+	                    &hints);
+	if (rc < 0) {
+		free(req);
+		return rc;
+	}
+	s->resolving = req;
 	return 0;
 }
 
@@ -169,10 +214,7 @@ static int start_connect(struct server *s)
 		return 0;
 	}
 	uv_tcp_init(loop, &s->conn.h.tcp);
-	if (resolve(s) < 0)
-		return -1;
-	return uv_tcp_connect(&s->connect_req, &s->conn.h.tcp,
-	                      (const struct sockaddr *)&s->addr, connect_cb);
+	return resolve_and_connect(s);
 }
 
 /* Up to a tenth less than server_lifetime, at random, so that servers
@@ -210,8 +252,7 @@ int server_launch(struct pool *pool)
 	rc = start_connect(s);
 	s->conn.h.handle.data = &s->conn;
 	if (rc < 0) {
-		login_failed(s, SQLSTATE_CONNECTION_FAILURE,
-		             "could not resolve or connect to server host");
+		connect_failed(s, rc);
 		return -1;
 	}
 	log_debug(&s->conn, "new server connection");
@@ -869,6 +910,11 @@ void server_close(struct server *s, const char *reason)
 		return;
 	if (cfg_of(s)->log_disconnections)
 		log_info(&s->conn, "closing because: %s", reason);
+	if (s->resolving) {
+		s->resolving->data = NULL; /* resolved_cb frees it */
+		uv_cancel((uv_req_t *)s->resolving);
+		s->resolving = NULL;
+	}
 	cancel_forget_server(s);
 	s->cancels_in_flight = 0;
 	s->client = NULL;

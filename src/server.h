@@ -57,6 +57,7 @@ struct server {
 	int cancels_in_flight;     /* cancel connections not yet closed */
 	uint64_t cancel_deadline;  /* cancel_wait_timeout after query_timeout */
 	struct prep_server prep;   /* its prepared statements, pending answers */
+	uv_getaddrinfo_t *resolving; /* SERVER_CONNECTING to a host name */
 	uv_connect_t connect_req;  /* SERVER_CONNECTING */
 	struct sockaddr_storage addr; /* where it connected, for cancels */
 };

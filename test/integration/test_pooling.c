@@ -479,3 +479,36 @@ Test(pooling, a_queued_client_pipelining_past_a_small_max_packet_size)
 {
 	queued_client_pipelines("default_pool_size = 1\nmax_packet_size = 2048\n");
 }
+
+/*
+ * Host names in [databases] are resolved without blocking the loop: a name
+ * from /etc/hosts connects, a name that does not resolve fails the login
+ * with the resolver's reason (or, with a slow resolver,
+ * server_connect_timeout), and other pools are served all along.
+ */
+Test(pooling, server_host_names_are_resolved)
+{
+	struct h_error err;
+	PGconn *byname, *other;
+
+	h_require_sluice();
+	h_sluice_start("server_connect_timeout = 3\nserver_login_retry = 5\n",
+	               "byname = host=localhost port=%PGPORT% dbname=" H_DBNAME "\n"
+	               "nowhere = host=sluice-no-such-host.invalid port=%PGPORT% "
+	               "dbname=" H_DBNAME);
+	other = h_connect(H_BOB, NULL);
+	byname = h_connect(H_ALICE, "dbname=byname");
+	cr_assert_eq(h_query_int(byname, "SELECT 41 + 1"), 42);
+	cr_assert(h_connect_fails(H_CAROL, "dbname=nowhere", &err), "connected?");
+	cr_expect_str_eq(err.sqlstate, "08006");
+	cr_expect(strstr(err.message, "could not resolve server host "
+	                              "\"sluice-no-such-host.invalid\"") ||
+	          strstr(err.message, "server_connect_timeout"),
+	          "unexpected error: %s", err.message);
+	cr_assert_eq(h_query_int(other, "SELECT 7"), 7);
+	cr_assert_eq(h_query_int(byname, "SELECT 8"), 8);
+	PQfinish(byname);
+	PQfinish(other);
+	h_assert_alive();
+	h_finish();
+}
