@@ -344,13 +344,13 @@ static int main_setting(struct load_state *st, const char *key,
 	if (!s && in_list(key, pgbouncer_only_settings,
 	                  ARRAY_LEN(pgbouncer_only_settings)))
 		return load_warn(st, "setting %s is not supported by sluice yet, "
-		            "ignored", key);
+		                 "ignored", key);
 	if (!s)
 		return load_fail(st, "unknown setting: %s", key);
 	rc = parse_setting(st->cfg, s, value);
 	if (rc == -ENOTSUP)
 		return load_fail(st, "%s %s is not supported by sluice yet", key,
-		            value);
+		                 value);
 	if (rc == -ENOMEM)
 		return load_fail(st, "out of memory");
 	if (rc < 0)
@@ -373,7 +373,7 @@ static int section_header(struct load_state *st, const char *section)
 		return 0;
 	if (strcmp(section, "peers") == 0)
 		return load_warn(st, "section [peers] is not supported by sluice yet, "
-		            "its entries are ignored");
+		                 "its entries are ignored");
 	return load_fail(st, "unknown section [%s]", section);
 }
 

@@ -196,21 +196,21 @@ static int parse_params(struct load_state *st, const struct param_list *list,
 				param = &list->params[i];
 		if (!param)
 			return load_fail(st, "%s %s: unknown parameter: %s",
-			            list->owner, name, key);
+			                 list->owner, name, key);
 		if (param->type == PARAM_LATER &&
 		    load_warn(st, "%s %s: parameter %s is not supported by sluice "
-		         "yet, ignored", list->owner, name, key) < 0)
+		              "yet, ignored", list->owner, name, key) < 0)
 			return -1;
 		rc = set_param(obj, param, value);
 		if (rc == -ENOMEM)
 			return load_fail(st, "out of memory");
 		if (rc < 0)
 			return load_fail(st, "%s %s: invalid value for %s: %s",
-			            list->owner, name, key, value);
+			                 list->owner, name, key, value);
 	}
 	if (rc < 0)
 		return load_fail(st, "%s %s: syntax error in %s", list->owner, name,
-		            list->text);
+		                 list->text);
 	return 0;
 }
 
@@ -265,7 +265,7 @@ static int add_database(struct load_state *st, struct db_config *db)
 	if (!old)
 		return 0;
 	rc = load_warn(st, "database %s defined again, replacing the one at %s:%u",
-	          db->name, old->file, old->line);
+	               db->name, old->file, old->line);
 	config_db_free(old);
 	return rc;
 }
@@ -280,7 +280,7 @@ int config_database_entry(struct load_state *st, const char *name,
 	/* login.c takes both names for the admin console */
 	if (strcmp(name, "pgbouncer") == 0 || strcmp(name, "sluice") == 0)
 		return load_fail(st, "database name \"%s\" is reserved for the admin "
-		            "console", name);
+		                 "console", name);
 	db = db_new(name, st->entry);
 	text = strdup(value);
 	if (!db || !text) {
@@ -318,7 +318,7 @@ static int add_user(struct load_state *st, struct user_config *user)
 		return 0;
 	config_user_free(old);
 	return load_warn(st, "user %s defined again, replacing the earlier entry",
-	            user->name);
+	                 user->name);
 }
 
 int config_user_entry(struct load_state *st, const char *name,
