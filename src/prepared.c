@@ -1149,26 +1149,42 @@ static const char *client_name_for(const struct server *s, const char *message,
 	return NULL;
 }
 
+/* The client's name for st, or NULL. O(names): only on an error. */
+static const char *name_of(const struct client *c, const struct prep_stmt *st)
+{
+	const struct prep_client *pc = c ? c->prep : NULL;
+
+	for (size_t i = 0; pc && i < pc->nbuckets; i++)
+		for (const struct prep_name *pn = pc->buckets[i]; pn; pn = pn->next)
+			if (pn->stmt == st)
+				return pn->name;
+	return NULL;
+}
+
 /*
  * PostgreSQL says one of sluice's statements does not exist on s although
  * sluice prepared it there: SQL dropped it behind sluice's back (dynamic
  * SQL in a function, say). Forgotten, so the next use prepares it again.
+ * Returns the client's name for it, or NULL.
  */
-static void forget_lost(struct server *s, const struct pg_error_fields *err)
+static const char *forget_lost(struct server *s, const struct pg_error_fields *err)
 {
+	const char *name;
 	char quoted[64];
 
 	if (strcmp(err->sqlstate, "26000") != 0)
-		return;
+		return NULL;
 	for (struct prep_entry *e = s->prep.lru; e; e = e->next) {
 		snprintf(quoted, sizeof(quoted), "\"%s\"", e->stmt->name);
-		if (e->confirmed && strstr(err->message, quoted)) {
-			log_warn(&s->conn, "prepared statement %s was dropped on the "
-			         "server behind sluice's back", e->stmt->name);
-			server_forget(s, e);
-			return;
-		}
+		if (!e->confirmed || !strstr(err->message, quoted))
+			continue;
+		log_warn(&s->conn, "prepared statement %s was dropped on the "
+		         "server behind sluice's back", e->stmt->name);
+		name = name_of(s->client, e->stmt); /* its name holds e->stmt */
+		server_forget(s, e);
+		return name;
 	}
+	return NULL;
 }
 
 /* PostgreSQL's duplicate and does-not-exist errors, with the client's name
@@ -1176,14 +1192,14 @@ static void forget_lost(struct server *s, const struct pg_error_fields *err)
 static bool rename_error(struct server *s, const uint8_t *msg, size_t len)
 {
 	struct pg_error_fields err;
-	const char *name;
+	const char *name, *lost;
 	char text[256];
 	struct msgbuf mb;
 
 	if (codec_parse_error(msg + PG_HEADER_LEN, len - PG_HEADER_LEN, &err) != CODEC_OK)
 		return false;
-	forget_lost(s, &err);
-	if (!(name = client_name_for(s, err.message, err.sqlstate)))
+	lost = forget_lost(s, &err);
+	if (!(name = client_name_for(s, err.message, err.sqlstate)) && !(name = lost))
 		return false;
 	snprintf(text, sizeof(text), strcmp(err.sqlstate, "42P05") == 0 ?
 	         "prepared statement \"%s\" already exists" :
