@@ -1697,14 +1697,16 @@ Test(prepared, output_of_one_pass_is_bounded)
 	exchange(fd, &w, &r);
 	expect_reply(&r, "11Z", 0);
 	before = sluice_peak_kb();
-	for (int i = 0; i < 100; i++)
+	/* 360 MiB of Parses, unbounded */
+	for (int i = 0; i < 400; i++)
 		wire_bind(&w, i % 2 ? "b" : "a", NULL);
 	wire_sync(&w);
 	cr_assert(h_raw_send(fd, w.buf, w.len));
 	cr_assert(h_raw_expect_error(fd, H_QUERY_TIMEOUT_MS, &err));
 	cr_assert_str_eq(err.sqlstate, "08P01");
 	cr_assert(h_log_wait("over 64 MiB of output in one pass", 5000));
-	cr_assert_lt(sluice_peak_kb() - before, 3 * ALLOWED_GROWTH_KB,
+	/* 64 MiB grown by doubling, and ASan's quarantine of the smaller */
+	cr_assert_lt(sluice_peak_kb() - before, 5 * ALLOWED_GROWTH_KB,
 	             "peak RSS grew from %ld to %ld kB", before, sluice_peak_kb());
 	close(fd);
 	free(a);
