@@ -1585,12 +1585,15 @@ Test(prepared, eviction_behind_unanswered_parses)
 {
 	struct wire w = { .len = 0 };
 	char name[16], sql[32];
+	struct reply r;
 	int fd;
 
 	h_sluice_start(TX_POOL_1 "max_prepared_statements = 20\n", NULL);
 	fd = h_raw_login(H_CAROL, NULL);
-	/* More than fit on the server, all unanswered when the first are
-	 * evicted to make room. */
+	/* A statement only the server holds, its Parse unanswered, then more
+	 * than fit on the server: it is evicted to make room. */
+	wire_parse(&w, "gone", "SELECT 'gone'");
+	wire_statement(&w, 'C', "gone");
 	for (int i = 0; i < LRU_MAX + 5; i++) {
 		snprintf(name, sizeof(name), "p%d", i);
 		snprintf(sql, sizeof(sql), "SELECT %d", i);
@@ -1601,11 +1604,9 @@ Test(prepared, eviction_behind_unanswered_parses)
 	wire_sync(&w);
 	cr_assert(h_raw_send(fd, w.buf, w.len));
 	w.len = 0;
-	cr_assert_eq(count_until_ready(fd, '1', "2DC"), LRU_MAX + 5);
-	/* Every one still runs. */
+	cr_assert_eq(count_until_ready(fd, '1', "23DC"), LRU_MAX + 6);
+	/* Every one still runs, but the one closed. */
 	for (int i = 0; i < LRU_MAX + 5; i++) {
-		struct reply r;
-
 		snprintf(name, sizeof(name), "p%d", i);
 		snprintf(sql, sizeof(sql), "%d", i);
 		wire_bind(&w, name, NULL);
@@ -1615,6 +1616,11 @@ Test(prepared, eviction_behind_unanswered_parses)
 		expect_reply(&r, "2DCZ", 0);
 		cr_assert_str_eq(r.value[0], sql);
 	}
+	wire_bind(&w, "gone", NULL);
+	wire_execute(&w);
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply_error(&r, "26000", "prepared statement \"gone\" does not exist");
 	close(fd);
 	expect_new_client_works();
 	h_finish();
@@ -1645,8 +1651,11 @@ Test(prepared, bind_sync_flood_does_not_amplify_a_big_statement)
 	exchange(fd, &w, &r);
 	expect_reply(&r, "1Z", 0);
 	for (int i = 0; i < 6; i++) {
+		char sql[32];
+
 		snprintf(name, sizeof(name), "e%d", i);
-		wire_parse(&w, name, "SELECT 1");
+		snprintf(sql, sizeof(sql), "SELECT %d", i);
+		wire_parse(&w, name, sql);
 	}
 	wire_sync(&w);
 	exchange(fd, &w, &r);
