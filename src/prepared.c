@@ -831,15 +831,18 @@ size_t prepared_wanted(const struct client *c, uint8_t type, size_t whole)
 	}
 }
 
-/* The statement a Bind or Describe (avail bytes of msg) names, or NULL. */
-static struct prep_stmt *statement_used(const struct client *c,
-                                        const uint8_t *msg, size_t avail)
+/* The client's statement a Parse, Bind or Describe (avail bytes of msg)
+ * names, or NULL. */
+static struct prep_stmt *statement_named(const struct client *c,
+                                         const uint8_t *msg, size_t avail)
 {
 	struct codec_reader r;
 	const char *name;
 
 	codec_reader_init(&r, msg + PG_HEADER_LEN, avail - PG_HEADER_LEN);
-	if (msg[0] == PG_MSG_BIND)
+	if (msg[0] == PG_MSG_PARSE)
+		name = codec_get_str(&r);
+	else if (msg[0] == PG_MSG_BIND)
 		name = codec_get_str(&r) ? codec_get_str(&r) : NULL;
 	else if (msg[0] == PG_MSG_DESCRIBE && codec_get_u8(&r) == 'S')
 		name = codec_get_str(&r);
@@ -849,18 +852,22 @@ static struct prep_stmt *statement_used(const struct client *c,
 }
 
 /*
- * sluice's Parse of a statement went in an earlier batch and is not
- * answered yet: that batch may fail before it and skip it. Sending the
- * Parse again with every later batch would let a few bytes of Bind+Sync
- * queue the whole text each time, so the client waits for the answer.
+ * A Parse of the statement went in an earlier batch and is not answered
+ * yet: that batch may fail before it and skip it. sluice's own Parse is
+ * not sent again with every later batch (a few bytes of Bind+Sync would
+ * queue the whole text each time): a Bind or Describe waits for the answer.
+ * So does a duplicate Parse of the name, which sends its text under
+ * sluice's name to get PostgreSQL's error: had the first been skipped, the
+ * server would prepare the wrong text under that name.
  */
 bool prepared_must_wait(struct client *c, const uint8_t *msg, size_t avail)
 {
 	struct server *s = c->server;
-	struct prep_stmt *st = statement_used(c, msg, avail);
+	struct prep_stmt *st = statement_named(c, msg, avail);
 	struct prep_entry *e = st ? server_find(s, st) : NULL;
 
-	if (!e || e->confirmed || !e->ours || e->parse_seq == s->prep.syncs_sent)
+	if (!e || e->confirmed || e->parse_seq == s->prep.syncs_sent ||
+	    (!e->ours && msg[0] != PG_MSG_PARSE))
 		return false;
 	s->prep.stalled = true;
 	return true;

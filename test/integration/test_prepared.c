@@ -1579,6 +1579,40 @@ Test(prepared, unnamed_parse_of_deallocate_all_that_never_runs)
 	h_finish();
 }
 
+/* A name reused in the next batch, after its first Parse was skipped:
+ * the server must not get the new text under the first one's name. */
+Test(prepared, name_reused_after_a_skipped_parse)
+{
+	struct wire w = { .len = 0 };
+	struct reply r;
+	PGconn *other;
+	int fd;
+
+	h_sluice_start(TX_POOL_1, NULL);
+	fd = h_raw_login(H_CAROL, NULL);
+	wire_bind(&w, "nosuch", NULL);
+	wire_parse(&w, "d", "SELECT 1");
+	wire_sync(&w);
+	wire_parse(&w, "d", "SELECT 666");
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply_error(&r, "26000", "prepared statement \"nosuch\" does not exist");
+	cr_assert_eq(count_until_ready(fd, '1', ""), 1);
+	wire_bind(&w, "d", NULL);
+	wire_execute(&w);
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply(&r, "2DCZ", 0);
+	cr_assert_str_eq(r.value[0], "666");
+	/* Another client's "SELECT 1" on the same server is what it says. */
+	other = h_connect(H_CAROL, NULL);
+	prepare(other, "e", "SELECT 1");
+	expect_value(other, "e", NULL, "1");
+	PQfinish(other);
+	close(fd);
+	h_finish();
+}
+
 #define LRU_MAX 20
 
 Test(prepared, eviction_behind_unanswered_parses)
