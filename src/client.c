@@ -188,11 +188,17 @@ static size_t forward_message(struct client *c, const uint8_t *data, size_t len,
 		conn_need(&c->conn, (uint32_t)wanted);
 		return 0;
 	}
+	if (prepared_active(c) && prepared_must_wait(c, data, n)) {
+		conn_want_read(&c->conn, false); /* until the server answers */
+		return 0;
+	}
 	if (wanted && leak_wanted_prefix(c))
 		leak_observe(c, h->type, data + PG_HEADER_LEN, n - PG_HEADER_LEN,
 		             whole - PG_HEADER_LEN);
 	if (prepared_active(c))
 		replaced = prepared_forward(c, data, n, whole);
+	if (c->conn.closing)
+		return n; /* failed: past a bound, or sluice's names */
 	track_message(c, h->type);
 	conn_queue(&c->server->conn, data + replaced, n - replaced);
 	c->forward_left = (uint32_t)(whole - n);

@@ -14,6 +14,7 @@
 #include "codec.h"
 #include "config.h"
 #include "conn.h"
+#include "log.h"
 #include "sluice.h"
 
 /* What one uv_write carries: the request and the bytes it owns. */
@@ -258,13 +259,22 @@ void conn_run_ready(struct sluice *ctx)
 		uv_idle_stop(&ctx->ready_idle);
 }
 
+static void drop_output(struct conn *conn);
+
 void conn_queue(struct conn *conn, const void *data, size_t len)
 {
 	size_t cap;
 	uint8_t *grown;
 
-	if (len == 0 || conn->closing)
+	if (len == 0 || conn->closing || conn->out_overflow)
 		return;
+	if (len > CONN_MAX_OUT - conn->out_len) {
+		log_warn(conn, "over %u MiB of output in one pass: closing",
+		         CONN_MAX_OUT >> 20);
+		conn->out_overflow = true;
+		drop_output(conn);
+		return;
+	}
 	if (conn->out_cap == 0) {
 		conn->out = take_out_buffer(conn->ctx);
 		if (!conn->out) {
@@ -355,6 +365,8 @@ int conn_flush(struct conn *conn, struct conn *producer)
 	int sent = 0;
 	int rc;
 
+	if (conn->out_overflow)
+		return UV_ENOBUFS;
 	if (conn->out_len == 0 || uv_is_closing(&conn->h.handle))
 		return 0;
 	if (conn->writes_pending == 0) {

@@ -69,7 +69,15 @@ struct conn {
 	bool close_after_flush;     /* close once writes_pending drops to 0 */
 	bool is_unix;               /* unix socket: no address, no keepalive */
 	bool console;               /* admin console: SUSPEND does not stop it */
+	bool out_overflow;          /* a pass queued past CONN_MAX_OUT: output
+	                               dropped, conn_flush fails */
 };
+
+/* Output one processing pass may queue on a conn. Forwarding queues at most
+ * a read chunk or a message held whole; this much means a peer made sluice
+ * amplify, and the conn is closed by its owner. Keeps the 32-bit lengths
+ * from wrapping. */
+#define CONN_MAX_OUT (64u * 1024 * 1024)
 
 /* Sets up a conn around a handle that the caller has uv_*_init'ed. */
 void conn_init(struct conn *conn, struct sluice *ctx, const struct conn_ops *ops,
@@ -92,7 +100,9 @@ void conn_refresh_reading(struct conn *conn);
  */
 int conn_need(struct conn *conn, uint32_t len);
 
-/* Appends bytes to this pass's output; conn_flush sends them. */
+/* Appends bytes to this pass's output; conn_flush sends them. Past
+ * CONN_MAX_OUT the output is dropped and conn_flush fails with UV_ENOBUFS,
+ * so that the owner closes the conn the normal way. */
 void conn_queue(struct conn *conn, const void *data, size_t len);
 
 /* Appends a built message buffer's bytes (not taking ownership). */

@@ -81,11 +81,14 @@ struct pool {
 	uint64_t leak_episodes;    /* idle-in-transaction episodes logged */
 	uint64_t client_parses;    /* named Parse messages from clients */
 	uint64_t server_parses;    /* Parse messages sluice sent to servers */
+	uint64_t prep_id;          /* its key in prepared.c's registry, 0: none */
 	struct list idle;          /* struct server, SERVER_IDLE, oldest first */
 	struct list used;          /* servers linked, busy inside, or logging in */
 	struct list waiting;       /* struct client, CLIENT_WAITING, FIFO */
 	struct list welcome;       /* clients in login waiting for params */
 	int server_count;          /* every server of the pool, any state */
+	int server_structs;        /* servers not freed yet, closing ones too:
+	                              their close reads the pool, so it lives */
 	struct params welcome_params; /* what the first server reported */
 	struct params defaults;    /* the tracked ones of welcome_params */
 	bool has_welcome;
@@ -146,7 +149,8 @@ void pool_apply_config(struct pool *pool);
 /* True when PAUSE (of the pool, or of everything) holds it. */
 bool pool_is_paused(const struct pool *pool);
 
-/* Frees a pool that has no clients and no servers (autodb_idle_timeout). */
+/* Frees a pool that has no clients and no servers, closing ones included
+ * (autodb_idle_timeout). */
 void pool_free(struct pool *pool);
 
 /* Frees every pool (at exit; their servers are closed already). */

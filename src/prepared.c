@@ -4,8 +4,9 @@
  *
  * Consecutive transactions of a client land on different servers, so a
  * statement it prepared on one is missing on the next. sluice keeps:
- *   - a registry of distinct statements (query text + parameter types), each
- *     with one server-side name, sluice_<id>, shared by every client;
+ *   - a registry of distinct statements (pool + query text + parameter
+ *     types), each with one server-side name, sluice_<random>_<id>, shared
+ *     by the clients of that pool;
  *   - per client, its names -> registry statements;
  *   - per server, the statements it has prepared, most recently used first,
  *     at most max_prepared_statements (the least recently used is closed).
@@ -16,12 +17,24 @@
  * answers per server says which to swallow; a batch that fails skips to its
  * Sync, so at each ReadyForQuery the unanswered entries of finished batches
  * are dropped (a Parse never answered is not prepared after all).
+ *
+ * Ownership: a statement is reference counted by the client names, server
+ * entries and pending answers that point to it, so none of them can see it
+ * freed. A server's statements are forgotten when the server says they are
+ * gone (the CommandComplete of DEALLOCATE ALL or DISCARD ALL), never on the
+ * strength of a text that may not run.
+ *
+ * Bounds (PgBouncer has none): a Parse, Describe or Close is held whole up
+ * to PREP_MAX_MESSAGE; a client has at most PREP_MAX_NAMES names, whose
+ * names and texts take at most PREP_MAX_CLIENT_BYTES. Past them the client
+ * gets an error and is closed.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "auth.h"
 #include "client.h"
 #include "codec.h"
 #include "config.h"
@@ -36,17 +49,27 @@
 #define BIND_PREFIX (PG_HEADER_LEN + 2 * 64 + 64)
 /* A name no statement has: Close of it is answered, and harmless. */
 #define NO_SUCH_STATEMENT "sluice_closed"
+/* What sluice's server-side names start with; SQL may not touch them. */
+#define OWN_PREFIX "sluice_"
+#define PREP_MAX_MESSAGE (1024 * 1024)
+#define PREP_MAX_NAMES 10000
+#define PREP_MAX_CLIENT_BYTES (16 * 1024 * 1024)
+#define SQLSTATE_CONFIGURATION_LIMIT "53400"
+#define SQLSTATE_PROGRAM_LIMIT "54000"
+#define SQLSTATE_INSUFFICIENT_PRIVILEGE "42501"
 
 struct prep_stmt {
 	struct prep_stmt *next;    /* hash chain */
 	uint64_t id;
 	uint64_t hash;
-	uint32_t refs;             /* client names and server sets holding it */
-	bool valid;                /* a server has accepted its Parse once */
+	uint64_t pool_id;          /* the pool it belongs to (struct pool) */
+	uint32_t refs;             /* client names, server entries, answers */
+	bool valid;                /* a server of its pool accepted it once */
 	char *query;
+	uint32_t query_len;
 	uint8_t *types;            /* int16 count + int32 oids, as in Parse */
 	uint32_t types_len;
-	char name[32];             /* sluice_<id> */
+	char name[48];             /* sluice_<16 hex random>_<id> */
 };
 
 struct prep_registry {
@@ -54,6 +77,9 @@ struct prep_registry {
 	size_t nbuckets;
 	size_t count;
 	uint64_t next_id;
+	uint64_t next_pool_id;
+	char prefix[32];           /* sluice_<16 hex>, random per process, so
+	                              that no name can be guessed */
 };
 
 /* A client's name for a statement. */
@@ -66,7 +92,8 @@ struct prep_name {
 struct prep_client {
 	struct prep_name **buckets;
 	size_t nbuckets;
-	size_t count;
+	size_t count;              /* names, <= PREP_MAX_NAMES */
+	size_t bytes;              /* their names and texts, <= PREP_MAX_CLIENT_BYTES */
 };
 
 /* A statement prepared on a server. */
@@ -76,6 +103,7 @@ struct prep_entry {
 	struct prep_stmt *stmt;
 	bool confirmed;            /* its ParseComplete came back */
 	bool ours;                 /* sluice's own Parse, not the client's */
+	uint64_t parse_id;         /* the Parse that made it (prep_pending) */
 	uint64_t parse_seq;        /* the batch (Syncs before) its Parse went in */
 };
 
@@ -132,48 +160,66 @@ static void **stmt_next(void *item)
 
 static struct prep_registry *registry_of(struct sluice *ctx)
 {
-	if (!ctx->prepared)
-		ctx->prepared = calloc(1, sizeof(struct prep_registry));
-	return ctx->prepared;
+	struct prep_registry *reg = ctx->prepared;
+	uint8_t secret[8];
+
+	if (reg)
+		return reg;
+	if (auth_random_bytes(secret, sizeof(secret)) < 0 ||
+	    !(reg = calloc(1, sizeof(*reg))))
+		return NULL;
+	snprintf(reg->prefix, sizeof(reg->prefix),
+	         OWN_PREFIX "%02x%02x%02x%02x%02x%02x%02x%02x", secret[0],
+	         secret[1], secret[2], secret[3], secret[4], secret[5], secret[6],
+	         secret[7]);
+	ctx->prepared = reg;
+	return reg;
 }
 
-static uint64_t stmt_hash(const char *query, const uint8_t *types,
-                          uint32_t types_len)
+/* The pool's key in the registry: statements, and so what is known to be
+ * valid, are never shared between pools. 0 on ENOMEM. */
+static uint64_t pool_key(struct pool *pool)
 {
-	return fnv(fnv(14695981039346656037ull, query, strlen(query) + 1),
-	           types, types_len);
+	struct prep_registry *reg = registry_of(pool->ctx);
+
+	if (!reg)
+		return 0;
+	if (!pool->prep_id)
+		pool->prep_id = ++reg->next_pool_id;
+	return pool->prep_id;
 }
 
-/* The statement for (query, types) if the registry has it. */
-static struct prep_stmt *stmt_find(struct prep_registry *reg, uint64_t hash,
+static uint64_t stmt_hash(uint64_t pool_id, const char *query,
+                          const uint8_t *types, uint32_t types_len)
+{
+	uint64_t h = fnv(14695981039346656037ull, &pool_id, sizeof(pool_id));
+
+	return fnv(fnv(h, query, strlen(query) + 1), types, types_len);
+}
+
+/* The statement for (pool, query, types) if the registry has it. */
+static struct prep_stmt *stmt_find(struct prep_registry *reg, uint64_t pool_id,
                                    const char *query, const uint8_t *types,
                                    uint32_t types_len)
 {
+	uint64_t hash = stmt_hash(pool_id, query, types, types_len);
+
 	if (!reg || !reg->nbuckets)
 		return NULL;
 	for (struct prep_stmt *st = reg->buckets[hash % reg->nbuckets]; st; st = st->next)
-		if (st->hash == hash && st->types_len == types_len &&
-		    strcmp(st->query, query) == 0 &&
+		if (st->hash == hash && st->pool_id == pool_id &&
+		    st->types_len == types_len && strcmp(st->query, query) == 0 &&
 		    memcmp(st->types, types, types_len) == 0)
 			return st;
 	return NULL;
 }
 
-/* The statement for (query, types), made on first use; NULL on ENOMEM. */
-static struct prep_stmt *stmt_get(struct sluice *ctx, const char *query,
-                                  const uint8_t *types, uint32_t types_len)
+static struct prep_stmt *stmt_new(struct prep_registry *reg, uint64_t pool_id,
+                                  const char *query, const uint8_t *types,
+                                  uint32_t types_len)
 {
-	struct prep_registry *reg = registry_of(ctx);
-	uint64_t hash = stmt_hash(query, types, types_len);
-	struct prep_stmt *st;
+	struct prep_stmt *st = calloc(1, sizeof(*st));
 
-	if (!reg || grow_buckets((void ***)&reg->buckets, &reg->nbuckets, reg->count,
-	                         stmt_slot, stmt_next) < 0)
-		return NULL;
-	st = stmt_find(reg, hash, query, types, types_len);
-	if (st)
-		return st;
-	st = calloc(1, sizeof(*st));
 	if (!st || !(st->query = strdup(query)) ||
 	    !(st->types = malloc(types_len ? types_len : 1))) {
 		if (st)
@@ -183,13 +229,33 @@ static struct prep_stmt *stmt_get(struct sluice *ctx, const char *query,
 	}
 	memcpy(st->types, types, types_len);
 	st->types_len = types_len;
-	st->hash = hash;
+	st->query_len = (uint32_t)strlen(query);
+	st->pool_id = pool_id;
+	st->hash = stmt_hash(pool_id, query, types, types_len);
 	st->id = ++reg->next_id;
-	snprintf(st->name, sizeof(st->name), "sluice_%llu", (unsigned long long)st->id);
-	st->next = reg->buckets[hash % reg->nbuckets];
-	reg->buckets[hash % reg->nbuckets] = st;
+	snprintf(st->name, sizeof(st->name), "%s_%llu", reg->prefix,
+	         (unsigned long long)st->id);
+	st->next = reg->buckets[st->hash % reg->nbuckets];
+	reg->buckets[st->hash % reg->nbuckets] = st;
 	reg->count++;
 	return st;
+}
+
+/* The statement for (pool, query, types), made on first use; NULL on
+ * ENOMEM. A new one has no reference yet: the caller takes one. */
+static struct prep_stmt *stmt_get(struct pool *pool, const char *query,
+                                  const uint8_t *types, uint32_t types_len)
+{
+	struct prep_registry *reg = registry_of(pool->ctx);
+	uint64_t pool_id = pool_key(pool);
+	struct prep_stmt *st;
+
+	if (!reg || !pool_id ||
+	    grow_buckets((void ***)&reg->buckets, &reg->nbuckets, reg->count,
+	                 stmt_slot, stmt_next) < 0)
+		return NULL;
+	st = stmt_find(reg, pool_id, query, types, types_len);
+	return st ? st : stmt_new(reg, pool_id, query, types, types_len);
 }
 
 /* Drops a reference; the statement goes when nobody holds it. */
@@ -197,7 +263,7 @@ static void stmt_unref(struct sluice *ctx, struct prep_stmt *st)
 {
 	struct prep_registry *reg = ctx->prepared;
 
-	if (--st->refs > 0)
+	if (st->refs > 0 && --st->refs > 0)
 		return;
 	for (struct prep_stmt **link = &reg->buckets[st->hash % reg->nbuckets]; *link;
 	     link = &(*link)->next) {
@@ -254,6 +320,13 @@ static struct prep_stmt *client_lookup(const struct client *c, const char *name)
 	return *link ? (*link)->stmt : NULL;
 }
 
+/* What a name costs against PREP_MAX_CLIENT_BYTES. */
+static size_t name_cost(const char *name, const struct prep_stmt *st)
+{
+	return strlen(name) + st->query_len + st->types_len;
+}
+
+/* -1 on ENOMEM. The caller has checked the bounds (client_refuses). */
 static int client_add(struct client *c, const char *name, struct prep_stmt *st)
 {
 	struct prep_client *pc = c->prep;
@@ -273,10 +346,36 @@ static int client_add(struct client *c, const char *name, struct prep_stmt *st)
 	pn->next = *link;
 	*link = pn;
 	pc->count++;
+	pc->bytes += name_cost(name, st);
 	return 0;
 }
 
-static void client_remove(struct client *c, const char *name)
+/* A named Parse past the client's bounds fails the client: true then. */
+static bool client_refuses(struct client *c, const char *name,
+                           const char *query, uint32_t types_len)
+{
+	const struct prep_client *pc = c->prep;
+	size_t cost = strlen(name) + strlen(query) + types_len;
+
+	if (pc && pc->count >= PREP_MAX_NAMES) {
+		client_fail(c, SQLSTATE_CONFIGURATION_LIMIT,
+		            "too many prepared statements: a client may have %d",
+		            PREP_MAX_NAMES);
+		return true;
+	}
+	if ((pc ? pc->bytes : 0) + cost > PREP_MAX_CLIENT_BYTES) {
+		client_fail(c, SQLSTATE_CONFIGURATION_LIMIT,
+		            "prepared statements too large: a client's names and "
+		            "texts may take %d MiB", PREP_MAX_CLIENT_BYTES >> 20);
+		return true;
+	}
+	return false;
+}
+
+/* Forgets the client's name; if st, only while it still names st (a
+ * later Parse may have reused the name). */
+static void client_remove(struct client *c, const char *name,
+                          const struct prep_stmt *st)
 {
 	struct prep_name **link;
 	struct prep_name *pn;
@@ -284,12 +383,13 @@ static void client_remove(struct client *c, const char *name)
 	if (!c->prep || !c->prep->nbuckets)
 		return;
 	link = name_link(c->prep, name);
-	if (!(pn = *link))
+	if (!(pn = *link) || (st && pn->stmt != st))
 		return;
 	*link = pn->next;
+	c->prep->count--;
+	c->prep->bytes -= name_cost(pn->name, pn->stmt);
 	stmt_unref(c->conn.ctx, pn->stmt);
 	free(pn);
-	c->prep->count--;
 }
 
 void prepared_client_free(struct client *c)
@@ -351,7 +451,7 @@ static void server_forget(struct server *s, struct prep_entry *e)
 {
 	lru_unlink(&s->prep, e);
 	s->prep.count--;
-	stmt_unref(s->pool->ctx, e->stmt);
+	stmt_unref(s->conn.ctx, e->stmt);
 	free(e);
 }
 
@@ -385,17 +485,24 @@ void prepared_registry_free(struct sluice *ctx)
 
 /* --- pending answers -------------------------------------------------- */
 
+/* Notes an answer to come; a Parse's statement is held until it comes.
+ * -1 on ENOMEM (nothing noted). */
 static int pending_push(struct prep_server *ps, uint8_t kind, bool swallow,
                         struct prep_stmt *st, const char *client_name)
 {
 	struct prep_pending *p;
+	char *name_copy = NULL;
 
+	if (client_name && !(name_copy = strdup(client_name)))
+		return -1;
 	if (ps->pending_len == ps->pending_cap) {
 		uint32_t cap = ps->pending_cap ? ps->pending_cap * 2 : 16;
 		struct prep_pending *grown = malloc(cap * sizeof(*grown));
 
-		if (!grown)
+		if (!grown) {
+			free(name_copy);
 			return -1;
+		}
 		for (uint32_t i = 0; i < ps->pending_len; i++)
 			grown[i] = ps->pending[(ps->pending_head + i) % ps->pending_cap];
 		free(ps->pending);
@@ -407,7 +514,10 @@ static int pending_push(struct prep_server *ps, uint8_t kind, bool swallow,
 	p->kind = kind;
 	p->swallow = swallow;
 	p->stmt = st;
-	p->client_name = client_name ? strdup(client_name) : NULL;
+	if (st)
+		st->refs++;
+	p->client_name = name_copy;
+	p->parse_id = ps->parses_sent;
 	p->sync_seq = ps->syncs_sent;
 	return 0;
 }
@@ -417,26 +527,73 @@ static struct prep_pending *pending_front(struct prep_server *ps)
 	return ps->pending_len ? &ps->pending[ps->pending_head] : NULL;
 }
 
-static void pending_pop(struct prep_server *ps)
+static void pending_pop(struct server *s)
 {
-	free(ps->pending[ps->pending_head].client_name);
+	struct prep_server *ps = &s->prep;
+	struct prep_pending *p = &ps->pending[ps->pending_head];
+
+	free(p->client_name);
+	if (p->stmt)
+		stmt_unref(s->conn.ctx, p->stmt);
 	ps->pending_head = (ps->pending_head + 1) % ps->pending_cap;
 	ps->pending_len--;
 }
 
+/* True if a client Parse of name (for st) still waits for its answer. */
+static bool pending_names(const struct prep_server *ps, const char *name,
+                          const struct prep_stmt *st)
+{
+	for (uint32_t i = 0; i < ps->pending_len; i++) {
+		const struct prep_pending *p =
+			&ps->pending[(ps->pending_head + i) % ps->pending_cap];
+
+		if (p->stmt == st && p->client_name && strcmp(p->client_name, name) == 0)
+			return true;
+	}
+	return false;
+}
+
 static void remember_failed(struct server *s, const struct prep_stmt *st,
-                             const char *client_name)
+                            const char *client_name)
 {
 	struct prep_server *ps = &s->prep;
 	uint32_t i = ps->recent_next++ % 4;
 
-	ps->recent[i].id = st->id;
+	snprintf(ps->recent[i].server_name, sizeof(ps->recent[i].server_name),
+	         "%s", st->name);
 	snprintf(ps->recent[i].name, sizeof(ps->recent[i].name), "%s", client_name);
+}
+
+/* The client waits for this server's answers (prepared_must_wait): it may
+ * go on once one has come. */
+static void wake_client(struct server *s)
+{
+	if (!s->prep.stalled)
+		return;
+	s->prep.stalled = false;
+	if (s->client && !s->client->conn.closing)
+		conn_want_read(&s->client->conn, true);
 }
 
 void prepared_sync_sent(struct server *s)
 {
 	s->prep.syncs_sent++;
+}
+
+/* A Parse of a finished batch that was never answered: it failed or was
+ * skipped, so it prepared nothing, as in PostgreSQL. */
+static void parse_unanswered(struct server *s, const struct prep_pending *p)
+{
+	struct prep_entry *e = server_find(s, p->stmt);
+
+	/* A Bind of it already on its way must hear the client's name. */
+	if (p->client_name)
+		remember_failed(s, p->stmt, p->client_name);
+	/* Unless a later Parse made the entry again. */
+	if (e && e->parse_id == p->parse_id)
+		server_forget(s, e);
+	if (p->client_name && s->client)
+		client_remove(s->client, p->client_name, p->stmt);
 }
 
 void prepared_ready(struct server *s)
@@ -447,28 +604,20 @@ void prepared_ready(struct server *s)
 	ps->syncs_answered++;
 	/* What a finished batch did not answer, it skipped after an error. */
 	while ((p = pending_front(ps)) && p->sync_seq < ps->syncs_answered) {
-		struct prep_entry *e = p->stmt ? server_find(s, p->stmt) : NULL;
-
-		/* A Parse that failed prepared nothing, as in PostgreSQL; a Bind
-		 * of it already on its way must hear the client's name. Noted
-		 * first: forgetting may free the statement. */
-		if (p->client_name && p->stmt)
-			remember_failed(s, p->stmt, p->client_name);
-		if (e)
-			server_forget(s, e);
-		if (p->client_name && s->client)
-			client_remove(s->client, p->client_name);
-		pending_pop(ps);
+		if (p->kind == PG_MSG_PARSE && p->stmt)
+			parse_unanswered(s, p);
+		pending_pop(s);
 	}
 	free(ps->rename_to);
 	ps->rename_to = NULL;
+	wake_client(s);
 }
 
 void prepared_server_free(struct server *s)
 {
 	prepared_server_clear(s);
 	while (s->prep.pending_len > 0)
-		pending_pop(&s->prep);
+		pending_pop(s);
 	free(s->prep.pending);
 	free(s->prep.rename_to);
 	memset(&s->prep, 0, sizeof(s->prep));
@@ -503,31 +652,43 @@ static void queue_close(struct server *s, const char *name)
 	msgbuf_free(&mb);
 }
 
-/* Makes room (closing the least recently used) and prepares st on s;
- * client_name: the client's own Parse (its answer goes to the client),
- * NULL: sluice's (swallowed). False if memory ran out. */
+/* Closes the least recently used statements until one more fits. */
+static bool make_room(struct server *s)
+{
+	struct prep_server *ps = &s->prep;
+	int max = s->pool->ctx->config->max_prepared_statements;
+
+	while (ps->count >= (uint32_t)max && ps->lru_tail) {
+		/* A pending answer still holds the statement if it needs it. */
+		if (pending_push(ps, PG_MSG_CLOSE, true, NULL, NULL) < 0)
+			return false;
+		queue_close(s, ps->lru_tail->stmt->name);
+		server_forget(s, ps->lru_tail);
+	}
+	return true;
+}
+
+/* Makes room and prepares st on s; client_name: the client's own Parse
+ * (its answer goes to the client), NULL: sluice's (swallowed). False if
+ * memory ran out. */
 static bool prepare_on(struct server *s, struct prep_stmt *st,
                        const char *client_name)
 {
 	bool swallow = client_name == NULL;
 	struct prep_server *ps = &s->prep;
 	struct prep_entry *e;
-	int max = s->pool->ctx->config->max_prepared_statements;
 
-	while (ps->count >= (uint32_t)max && ps->lru_tail) {
-		queue_close(s, ps->lru_tail->stmt->name);
-		if (pending_push(ps, PG_MSG_CLOSE, true, NULL, NULL) < 0)
-			return false;
-		server_forget(s, ps->lru_tail);
-	}
-	e = calloc(1, sizeof(*e));
-	if (!e || pending_push(ps, PG_MSG_PARSE, swallow, st, client_name) < 0) {
+	if (!make_room(s) || !(e = calloc(1, sizeof(*e))))
+		return false;
+	ps->parses_sent++;
+	if (pending_push(ps, PG_MSG_PARSE, swallow, st, client_name) < 0) {
 		free(e);
 		return false;
 	}
 	queue_parse(s, st);
 	e->stmt = st;
 	e->ours = swallow;
+	e->parse_id = ps->parses_sent;
 	e->parse_seq = ps->syncs_sent;
 	st->refs++;
 	lru_push_front(ps, e);
@@ -544,18 +705,6 @@ static bool ensure_prepared(struct server *s, struct prep_stmt *st)
 
 	if (!e)
 		return prepare_on(s, st, NULL);
-	if (!e->confirmed && e->ours && e->parse_seq != s->prep.syncs_sent) {
-		/* sluice's Parse went in an earlier batch that may yet fail and
-		 * skip it: prepare again in this one (the Close makes that safe
-		 * either way). A client's own Parse is not repeated: if it fails,
-		 * PostgreSQL's "does not exist" is the right answer. */
-		queue_close(s, st->name);
-		queue_parse(s, st);
-		if (pending_push(&s->prep, PG_MSG_CLOSE, true, NULL, NULL) < 0 ||
-		    pending_push(&s->prep, PG_MSG_PARSE, true, st, NULL) < 0)
-			return false;
-		e->parse_seq = s->prep.syncs_sent;
-	}
 	lru_unlink(&s->prep, e);
 	lru_push_front(&s->prep, e);
 	return true;
@@ -572,92 +721,256 @@ bool prepared_active(const struct client *c)
 	        pool->pool_mode == POOL_MODE_STATEMENT);
 }
 
+/* --- SQL that touches sluice's names ---------------------------------- */
+
+static bool is_ident_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+	       (ch >= '0' && ch <= '9') || ch == '_' || ch == '$' ||
+	       (unsigned char)ch >= 0x80;
+}
+
+/* Length of word (case-insensitively) at sql + i, if a whole word is there;
+ * else 0. */
+static size_t word_at(const char *sql, size_t len, size_t i, const char *word)
+{
+	size_t n = strlen(word);
+
+	if (len - i < n || strncasecmp(sql + i, word, n) != 0 ||
+	    (i + n < len && is_ident_char(sql[i + n])))
+		return 0;
+	return n;
+}
+
+/* Past blanks, double quotes, parentheses and comments from i. */
+static size_t skip_filler(const char *sql, size_t len, size_t i)
+{
+	while (i < len) {
+		if (strchr(" \t\n\r\f\"(", sql[i]) && sql[i]) {
+			i++;
+		} else if (sql[i] == '-' && i + 1 < len && sql[i + 1] == '-') {
+			while (i < len && sql[i] != '\n')
+				i++;
+		} else if (sql[i] == '/' && i + 1 < len && sql[i + 1] == '*') {
+			for (i += 2; i < len && !(sql[i - 1] == '*' && sql[i] == '/'); i++)
+				;
+			i++;
+		} else {
+			break;
+		}
+	}
+	return i;
+}
+
+/*
+ * True if sql PREPAREs, EXECUTEs or DEALLOCATEs a name starting with
+ * sluice_: another client sharing the server could drop one of sluice's
+ * statements and make its name run other SQL. Words inside literals count
+ * too, for a DO block's EXECUTE; SQL that builds the name piece by piece is
+ * not caught (the names are random, and their use is per pool).
+ */
+static bool touches_own_names(const char *sql, size_t len)
+{
+	static const char *const verbs[] = { "prepare", "execute", "deallocate" };
+
+	for (size_t i = 0; i < len; i++) {
+		char ch = sql[i] | 0x20;
+
+		if ((ch != 'p' && ch != 'e' && ch != 'd') ||
+		    (i > 0 && is_ident_char(sql[i - 1])))
+			continue;
+		for (size_t v = 0; v < sizeof(verbs) / sizeof(verbs[0]); v++) {
+			size_t n = word_at(sql, len, i, verbs[v]);
+			size_t j = n ? skip_filler(sql, len, i + n) : len;
+
+			if (len - j >= strlen(OWN_PREFIX) &&
+			    strncasecmp(sql + j, OWN_PREFIX, strlen(OWN_PREFIX)) == 0)
+				return true;
+		}
+	}
+	return false;
+}
+
+/* Fails the client if sql touches sluice's names; true then. */
+static bool refuse_own_names(struct client *c, const char *sql, size_t len)
+{
+	if (!touches_own_names(sql, len))
+		return false;
+	client_fail(c, SQLSTATE_INSUFFICIENT_PRIVILEGE,
+	            "prepared statement names starting with \"" OWN_PREFIX
+	            "\" are reserved for the pooler");
+	return true;
+}
+
+/* Parse, Describe and Close are held whole up to PREP_MAX_MESSAGE; past
+ * it only their start is looked at (an unnamed Parse or a portal passes,
+ * a statement name fails the client). */
+static size_t held_whole(size_t whole, size_t prefix)
+{
+	return whole <= PREP_MAX_MESSAGE ? whole : prefix;
+}
+
 size_t prepared_wanted(const struct client *c, uint8_t type, size_t whole)
 {
 	if (!prepared_active(c))
 		return 0;
 	switch (type) {
 	case PG_MSG_PARSE:
+		return held_whole(whole, PG_HEADER_LEN + 1);
 	case PG_MSG_DESCRIBE:
 	case PG_MSG_CLOSE:
-		return whole;
+		return held_whole(whole, PG_HEADER_LEN + 2);
 	case PG_MSG_BIND:
 		return whole < BIND_PREFIX ? whole : BIND_PREFIX;
 	case PG_MSG_QUERY:
-		/* DISCARD ALL is looked for in what has arrived: never wait for
-		 * a Query's text, which may be long or, from a bad client, never
-		 * come. */
+		/* Looked at in what has arrived: never wait for a Query's text,
+		 * which may be long or, from a bad client, never come. */
 		return 0;
 	default:
 		return 0;
 	}
 }
 
+/* The client's statement a Parse, Bind or Describe (avail bytes of msg)
+ * names, or NULL. */
+static struct prep_stmt *statement_named(const struct client *c,
+                                         const uint8_t *msg, size_t avail)
+{
+	struct codec_reader r;
+	const char *name;
+
+	codec_reader_init(&r, msg + PG_HEADER_LEN, avail - PG_HEADER_LEN);
+	if (msg[0] == PG_MSG_PARSE)
+		name = codec_get_str(&r);
+	else if (msg[0] == PG_MSG_BIND)
+		name = codec_get_str(&r) ? codec_get_str(&r) : NULL;
+	else if (msg[0] == PG_MSG_DESCRIBE && codec_get_u8(&r) == 'S')
+		name = codec_get_str(&r);
+	else
+		return NULL;
+	return name && *name ? client_lookup(c, name) : NULL;
+}
+
+/*
+ * A Parse of the statement went in an earlier batch and is not answered
+ * yet: that batch may fail before it and skip it. sluice's own Parse is
+ * not sent again with every later batch (a few bytes of Bind+Sync would
+ * queue the whole text each time): a Bind or Describe waits for the answer.
+ * So does a duplicate Parse of the name, which sends its text under
+ * sluice's name to get PostgreSQL's error: had the first been skipped, the
+ * server would prepare the wrong text under that name.
+ */
+bool prepared_must_wait(struct client *c, const uint8_t *msg, size_t avail)
+{
+	struct server *s = c->server;
+	struct prep_stmt *st = statement_named(c, msg, avail);
+	struct prep_entry *e = st ? server_find(s, st) : NULL;
+
+	if (!e || e->confirmed || e->parse_seq == s->prep.syncs_sent ||
+	    (!e->ours && msg[0] != PG_MSG_PARSE))
+		return false;
+	s->prep.stalled = true;
+	return true;
+}
+
 /* A named Parse the client already used: PostgreSQL's own error, raised
  * for the server's name and renamed on its way back. */
-static size_t duplicate_parse(struct client *c, struct server *s,
-                              struct prep_stmt *existing, const char *name,
-                              const char *query, const uint8_t *types,
-                              uint32_t types_len)
+static size_t duplicate_parse(struct server *s, struct prep_stmt *existing,
+                              const char *name, const char *query,
+                              const uint8_t *types, uint32_t types_len)
 {
 	struct prep_stmt fake = *existing;
+	char *rename_to = strdup(name);
 
-	if (!ensure_prepared(s, existing))
+	if (!rename_to || !ensure_prepared(s, existing) ||
+	    pending_push(&s->prep, PG_MSG_PARSE, false, NULL, NULL) < 0) {
+		free(rename_to);
 		return 0;
+	}
 	fake.query = (char *)query;
 	fake.types = (uint8_t *)types;
 	fake.types_len = types_len;
 	queue_parse(s, &fake);
-	pending_push(&s->prep, PG_MSG_PARSE, false, NULL, NULL);
 	free(s->prep.rename_to);
-	s->prep.rename_to = strdup(name);
-	s->prep.rename_id = existing->id;
-	(void)c;
+	s->prep.rename_to = rename_to;
+	snprintf(s->prep.rename_from, sizeof(s->prep.rename_from), "%s",
+	         existing->name);
 	return 1;
 }
 
-/* DEALLOCATE ALL or DISCARD ALL on its way: the server will have no
- * statement left, and the client none of its names. */
-static void forget_all(struct client *c, struct server *s)
+/* A new named Parse: the name now means st, prepared on s with the client
+ * waiting for the answer. Fails the client if memory runs out (its Parse
+ * must never reach a server under its own name). */
+static size_t new_name(struct client *c, struct server *s, const char *name,
+                       const char *query, const uint8_t *types,
+                       uint32_t types_len)
 {
-	prepared_client_free(c);
-	prepared_server_clear(s);
+	struct prep_stmt *st;
+	struct prep_entry *e;
+
+	if (client_refuses(c, name, query, types_len))
+		return 1;
+	st = stmt_get(c->pool, query, types, types_len);
+	if (!st || client_add(c, name, st) < 0) {
+		if (st && st->refs == 0)
+			stmt_unref(c->conn.ctx, st);
+		client_fail(c, SQLSTATE_OUT_OF_MEMORY, "out of memory");
+		return 1;
+	}
+	/* Already there: the client still waits for its ParseComplete. */
+	e = server_find(s, st);
+	if (e) {
+		if (pending_push(&s->prep, PG_MSG_CLOSE, true, NULL, NULL) < 0)
+			return client_fail(c, SQLSTATE_OUT_OF_MEMORY, "out of memory"), 1;
+		queue_close(s, st->name);
+		server_forget(s, e);
+	}
+	if (!prepare_on(s, st, name))
+		client_fail(c, SQLSTATE_OUT_OF_MEMORY, "out of memory");
+	return 1;
 }
 
 static size_t forward_parse(struct client *c, struct server *s,
-                            const uint8_t *body, size_t len)
+                            const uint8_t *body, size_t avail, size_t len)
 {
 	struct codec_reader r;
 	const char *name, *query;
 	struct prep_stmt *st;
-	struct prep_entry *e;
-	uint32_t types_len;
 
-	codec_reader_init(&r, body, len);
+	codec_reader_init(&r, body, avail);
 	name = codec_get_str(&r);
+	if (name && *name && avail < len) {
+		client_fail(c, SQLSTATE_PROGRAM_LIMIT,
+		            "prepared statement too long: sluice holds at most %d "
+		            "bytes of a Parse", PREP_MAX_MESSAGE);
+		return 1;
+	}
 	query = codec_get_str(&r);
-	types_len = (uint32_t)(len - r.pos);
+	if (query && refuse_own_names(c, query, strlen(query)))
+		return 1;
 	if (!name || !query || !*name) {
-		pending_push(&s->prep, PG_MSG_PARSE, false, NULL, NULL);
-		if (query && prepared_drops_all(query, strlen(query)))
-			forget_all(c, s);
-		return 0; /* unnamed (or malformed: the server says so) */
+		/* unnamed (or malformed: the server says so) */
+		if (pending_push(&s->prep, PG_MSG_PARSE, false, NULL, NULL) < 0)
+			client_fail(c, SQLSTATE_OUT_OF_MEMORY, "out of memory");
+		return 0;
 	}
 	count_client_parse(c->pool);
 	st = client_lookup(c, name);
 	if (st)
-		return duplicate_parse(c, s, st, name, query, r.p + r.pos, types_len);
-	st = stmt_get(c->conn.ctx, query, r.p + r.pos, types_len);
-	if (!st || client_add(c, name, st) < 0)
-		return 0;
-	/* Already there: the client still waits for its ParseComplete. */
-	e = server_find(s, st);
-	if (e) {
-		queue_close(s, st->name);
-		pending_push(&s->prep, PG_MSG_CLOSE, true, NULL, NULL);
-		server_forget(s, e);
-	}
-	return prepare_on(s, st, name) ? 1 : 0;
+		return duplicate_parse(s, st, name, query, r.p + r.pos,
+		                       (uint32_t)(len - r.pos));
+	return new_name(c, s, name, query, r.p + r.pos, (uint32_t)(len - r.pos));
+}
+
+/* A Describe or Close naming a statement must be whole: its name is
+ * replaced. True if the client was failed. */
+static bool name_too_long(struct client *c, uint8_t what, size_t avail,
+                          size_t len)
+{
+	if (what != 'S' || avail >= len)
+		return false;
+	client_fail(c, SQLSTATE_PROGRAM_LIMIT, "prepared statement name too long");
+	return true;
 }
 
 static size_t forward_bind(struct client *c, struct server *s,
@@ -686,7 +999,7 @@ static size_t forward_bind(struct client *c, struct server *s,
 }
 
 static size_t forward_describe(struct client *c, struct server *s,
-                               const uint8_t *body, size_t len)
+                               const uint8_t *body, size_t avail, size_t len)
 {
 	struct codec_reader r;
 	struct prep_stmt *st;
@@ -694,8 +1007,10 @@ static size_t forward_describe(struct client *c, struct server *s,
 	const char *name;
 	struct msgbuf mb;
 
-	codec_reader_init(&r, body, len);
+	codec_reader_init(&r, body, avail);
 	what = codec_get_u8(&r);
+	if (name_too_long(c, what, avail, len))
+		return 1;
 	name = codec_get_str(&r);
 	if (what != 'S' || !name || !*name || !(st = client_lookup(c, name)) ||
 	    !ensure_prepared(s, st))
@@ -713,19 +1028,24 @@ static size_t forward_describe(struct client *c, struct server *s,
 /* The client's Close of a statement is answered by a Close of a name no
  * server has: the CloseComplete comes back in its place. */
 static size_t forward_close(struct client *c, struct server *s,
-                            const uint8_t *body, size_t len)
+                            const uint8_t *body, size_t avail, size_t len)
 {
 	struct codec_reader r;
 	uint8_t what;
 	const char *name;
 
-	codec_reader_init(&r, body, len);
+	codec_reader_init(&r, body, avail);
 	what = codec_get_u8(&r);
+	if (name_too_long(c, what, avail, len))
+		return 1;
 	name = codec_get_str(&r);
-	pending_push(&s->prep, PG_MSG_CLOSE, false, NULL, NULL);
+	if (pending_push(&s->prep, PG_MSG_CLOSE, false, NULL, NULL) < 0) {
+		client_fail(c, SQLSTATE_OUT_OF_MEMORY, "out of memory");
+		return 1;
+	}
 	if (what != 'S' || !name || !*name)
 		return 0;
-	client_remove(c, name);
+	client_remove(c, name, NULL);
 	queue_close(s, NO_SUCH_STATEMENT);
 	return 1;
 }
@@ -771,57 +1091,105 @@ size_t prepared_forward(struct client *c, const uint8_t *msg, size_t avail,
 {
 	struct server *s = c->server;
 	const uint8_t *body = msg + PG_HEADER_LEN;
+	size_t body_avail = avail - PG_HEADER_LEN;
 	size_t body_len = whole - PG_HEADER_LEN;
 	size_t done = 0;
 
 	switch (msg[0]) {
 	case PG_MSG_PARSE:
-		done = forward_parse(c, s, body, body_len);
+		done = forward_parse(c, s, body, body_avail, body_len);
 		break;
 	case PG_MSG_BIND:
 		return forward_bind(c, s, msg, avail, whole);
 	case PG_MSG_DESCRIBE:
-		done = forward_describe(c, s, body, body_len);
+		done = forward_describe(c, s, body, body_avail, body_len);
 		break;
 	case PG_MSG_CLOSE:
-		done = forward_close(c, s, body, body_len);
+		done = forward_close(c, s, body, body_avail, body_len);
 		break;
 	case PG_MSG_QUERY:
-		if (prepared_drops_all((const char *)body, avail - PG_HEADER_LEN))
-			forget_all(c, s);
+		refuse_own_names(c, (const char *)body, body_avail);
 		return 0;
 	default:
 		return 0;
 	}
-	return done ? whole : 0;
+	return done ? avail : 0;
 }
 
 /* --- the server's answers --------------------------------------------- */
 
 bool prepared_wants_response(const struct server *s, uint8_t type)
 {
-	if (type == PG_MSG_ERROR)
-		return s->prep.rename_to != NULL || s->prep.recent_next > 0;
-	return (type == '1' || type == '3') && s->prep.pending_len > 0;
+	const struct prep_server *ps = &s->prep;
+
+	switch (type) {
+	case PG_MSG_ERROR:
+		return ps->rename_to != NULL || ps->recent_next > 0 || ps->count > 0;
+	case '1':
+	case '3':
+		return ps->pending_len > 0;
+	case PG_MSG_COMMAND_COMPLETE:
+		/* DEALLOCATE ALL or DISCARD ALL would drop something */
+		return ps->count > 0 ||
+		       (s->client && s->client->prep && s->client->prep->count > 0);
+	default:
+		return false;
+	}
 }
 
-/* The client's name for server statement id in an error, or NULL. */
+/* The client's name for a server statement in an error, or NULL. */
 static const char *client_name_for(const struct server *s, const char *message,
                                    const char *sqlstate)
 {
 	const struct prep_server *ps = &s->prep;
-	char server_name[40];
+	char quoted[64];
 
 	if (ps->rename_to && strcmp(sqlstate, "42P05") == 0) {
-		snprintf(server_name, sizeof(server_name), "\"sluice_%llu\"",
-		         (unsigned long long)ps->rename_id);
-		return strstr(message, server_name) ? ps->rename_to : NULL;
+		snprintf(quoted, sizeof(quoted), "\"%s\"", ps->rename_from);
+		return strstr(message, quoted) ? ps->rename_to : NULL;
 	}
 	for (uint32_t i = 0; i < 4 && strcmp(sqlstate, "26000") == 0; i++) {
-		snprintf(server_name, sizeof(server_name), "\"sluice_%llu\"",
-		         (unsigned long long)ps->recent[i].id);
-		if (ps->recent[i].id && strstr(message, server_name))
+		snprintf(quoted, sizeof(quoted), "\"%s\"", ps->recent[i].server_name);
+		if (ps->recent[i].server_name[0] && strstr(message, quoted))
 			return ps->recent[i].name;
+	}
+	return NULL;
+}
+
+/* The client's name for st, or NULL. O(names): only on an error. */
+static const char *name_of(const struct client *c, const struct prep_stmt *st)
+{
+	const struct prep_client *pc = c ? c->prep : NULL;
+
+	for (size_t i = 0; pc && i < pc->nbuckets; i++)
+		for (const struct prep_name *pn = pc->buckets[i]; pn; pn = pn->next)
+			if (pn->stmt == st)
+				return pn->name;
+	return NULL;
+}
+
+/*
+ * PostgreSQL says one of sluice's statements does not exist on s although
+ * sluice prepared it there: SQL dropped it behind sluice's back (dynamic
+ * SQL in a function, say). Forgotten, so the next use prepares it again.
+ * Returns the client's name for it, or NULL.
+ */
+static const char *forget_lost(struct server *s, const struct pg_error_fields *err)
+{
+	const char *name;
+	char quoted[64];
+
+	if (strcmp(err->sqlstate, "26000") != 0)
+		return NULL;
+	for (struct prep_entry *e = s->prep.lru; e; e = e->next) {
+		snprintf(quoted, sizeof(quoted), "\"%s\"", e->stmt->name);
+		if (!e->confirmed || !strstr(err->message, quoted))
+			continue;
+		log_warn(&s->conn, "prepared statement %s was dropped on the "
+		         "server behind sluice's back", e->stmt->name);
+		name = name_of(s->client, e->stmt); /* its name holds e->stmt */
+		server_forget(s, e);
+		return name;
 	}
 	return NULL;
 }
@@ -831,12 +1199,14 @@ static const char *client_name_for(const struct server *s, const char *message,
 static bool rename_error(struct server *s, const uint8_t *msg, size_t len)
 {
 	struct pg_error_fields err;
-	const char *name;
+	const char *name, *lost;
 	char text[256];
 	struct msgbuf mb;
 
-	if (codec_parse_error(msg + PG_HEADER_LEN, len - PG_HEADER_LEN, &err) != CODEC_OK ||
-	    !(name = client_name_for(s, err.message, err.sqlstate)))
+	if (codec_parse_error(msg + PG_HEADER_LEN, len - PG_HEADER_LEN, &err) != CODEC_OK)
+		return false;
+	lost = forget_lost(s, &err);
+	if (!(name = client_name_for(s, err.message, err.sqlstate)) && !(name = lost))
 		return false;
 	snprintf(text, sizeof(text), strcmp(err.sqlstate, "42P05") == 0 ?
 	         "prepared statement \"%s\" already exists" :
@@ -851,6 +1221,56 @@ static bool rename_error(struct server *s, const uint8_t *msg, size_t len)
 	return true;
 }
 
+/* The client's names, but for those whose Parse is still unanswered. */
+static void forget_client_names(struct client *c, const struct prep_server *ps)
+{
+	struct prep_client *pc = c->prep;
+
+	for (size_t i = 0; pc && i < pc->nbuckets; i++) {
+		struct prep_name **link = &pc->buckets[i];
+
+		while (*link) {
+			struct prep_name *pn = *link;
+
+			if (pending_names(ps, pn->name, pn->stmt)) {
+				link = &pn->next;
+				continue;
+			}
+			*link = pn->next;
+			pc->count--;
+			pc->bytes -= name_cost(pn->name, pn->stmt);
+			stmt_unref(c->conn.ctx, pn->stmt);
+			free(pn);
+		}
+	}
+}
+
+/*
+ * A CommandComplete: DEALLOCATE ALL and DISCARD ALL drop the session's
+ * statements, so the server has none of sluice's left and the client none
+ * of its names, as in PostgreSQL. Answers come in order: what is still
+ * unanswered was sent after it and stays.
+ */
+static void command_complete(struct server *s, const uint8_t *msg, size_t len)
+{
+	const char *tag = (const char *)msg + PG_HEADER_LEN;
+	size_t tag_len = len - PG_HEADER_LEN;
+	struct prep_entry *next;
+
+	if (!((tag_len == sizeof("DEALLOCATE ALL") &&
+	       memcmp(tag, "DEALLOCATE ALL", tag_len) == 0) ||
+	      (tag_len == sizeof("DISCARD ALL") &&
+	       memcmp(tag, "DISCARD ALL", tag_len) == 0)))
+		return;
+	for (struct prep_entry *e = s->prep.lru; e; e = next) {
+		next = e->next;
+		if (e->confirmed)
+			server_forget(s, e);
+	}
+	if (s->client)
+		forget_client_names(s->client, &s->prep);
+}
+
 bool prepared_response(struct server *s, const uint8_t *msg, size_t len)
 {
 	struct prep_pending *p = pending_front(&s->prep);
@@ -859,6 +1279,10 @@ bool prepared_response(struct server *s, const uint8_t *msg, size_t len)
 
 	if (msg[0] == PG_MSG_ERROR)
 		return rename_error(s, msg, len);
+	if (msg[0] == PG_MSG_COMMAND_COMPLETE) {
+		command_complete(s, msg, len);
+		return false;
+	}
 	if (!p || p->kind != expect) {
 		log_warn(&s->conn, "unexpected %s from server",
 		         msg[0] == '1' ? "ParseComplete" : "CloseComplete");
@@ -869,10 +1293,11 @@ bool prepared_response(struct server *s, const uint8_t *msg, size_t len)
 		struct prep_entry *e = server_find(s, p->stmt);
 
 		p->stmt->valid = true;
-		if (e)
+		if (e && e->parse_id == p->parse_id)
 			e->confirmed = true;
 	}
-	pending_pop(&s->prep);
+	pending_pop(s);
+	wake_client(s);
 	return swallow;
 }
 
@@ -904,12 +1329,19 @@ static size_t local_parse(struct client *c, const uint8_t *body, size_t len)
 	codec_reader_init(&r, body, len);
 	name = codec_get_str(&r);
 	query = codec_get_str(&r);
-	if (!name || !query || !*name || client_lookup(c, name))
+	if (!name || !query || !*name || client_lookup(c, name) ||
+	    !c->pool->prep_id)
 		return 0;
 	types_len = (uint32_t)(len - r.pos);
-	st = stmt_find(c->conn.ctx->prepared, stmt_hash(query, r.p + r.pos, types_len),
-	               query, r.p + r.pos, types_len);
-	if (!st || !st->valid || client_add(c, name, st) < 0)
+	/* Only what a server of this very pool accepted: a client must not
+	 * learn what is valid in a database it cannot use. */
+	st = stmt_find(c->conn.ctx->prepared, c->pool->prep_id, query,
+	               r.p + r.pos, types_len);
+	if (!st || !st->valid)
+		return 0;
+	if (client_refuses(c, name, query, types_len))
+		return 1;
+	if (client_add(c, name, st) < 0)
 		return 0;
 	count_client_parse(c->pool);
 	reply(c, '1', NULL, 0);
@@ -936,7 +1368,7 @@ size_t prepared_local(struct client *c, const uint8_t *msg, size_t whole)
 		name = codec_get_str(&r);
 		if (what != 'S' || !name || !*name)
 			return 0;
-		client_remove(c, name);
+		client_remove(c, name, NULL);
 		reply(c, '3', NULL, 0);
 		break;
 	case PG_MSG_FLUSH:

@@ -21,9 +21,11 @@ struct prep_client;
 struct prep_pending {
 	uint8_t kind;              /* PG_MSG_PARSE or PG_MSG_CLOSE sent */
 	bool swallow;              /* sluice's own: the client must not see it */
-	struct prep_stmt *stmt;    /* a Parse of sluice's name, else NULL */
+	struct prep_stmt *stmt;    /* a Parse of sluice's name, else NULL; a
+	                              reference: it lives until the answer */
 	char *client_name;         /* the client's Parse: its name, forgotten
 	                              if the server never accepts it */
+	uint64_t parse_id;         /* which Parse of the server this is */
 	uint64_t sync_seq;         /* Syncs sent before it */
 };
 
@@ -38,12 +40,15 @@ struct prep_server {
 	uint32_t pending_cap;
 	uint64_t syncs_sent;       /* ReadyForQuery owed, ever */
 	uint64_t syncs_answered;   /* ReadyForQuery received, ever */
-	uint64_t rename_id;        /* a duplicate Parse: its error names ... */
+	uint64_t parses_sent;      /* Parses of sluice's names, ever */
+	bool stalled;              /* the client waits for an earlier batch's
+	                              answer before its next message */
+	char rename_from[48];      /* a duplicate Parse: its error names ... */
 	char *rename_to;           /* ... this client name instead */
 	/* The last client Parses that failed: a Bind of one pipelined behind
 	 * it gets PostgreSQL's "does not exist" with the client's name. */
 	struct {
-		uint64_t id;
+		char server_name[48];
 		char name[64];
 	} recent[4];
 	uint32_t recent_next;
@@ -60,7 +65,9 @@ size_t prepared_wanted(const struct client *client, uint8_t type, size_t whole);
  * The client sends a message (avail bytes of it at msg, whole in all) to
  * its linked server. Returns how many of its bytes sluice replaced with
  * its own (already queued to the server): the caller forwards the rest
- * unchanged. 0: forward it all unchanged.
+ * unchanged. 0: forward it all unchanged. The client may be failed inside
+ * (a statement past the bounds, a Query that touches sluice's names): the
+ * caller checks client->conn.closing.
  */
 size_t prepared_forward(struct client *client, const uint8_t *msg, size_t avail,
                         size_t whole);
@@ -72,6 +79,15 @@ size_t prepared_forward(struct client *client, const uint8_t *msg, size_t avail,
  * Returns the bytes used (whole), or 0 when a server is needed.
  */
 size_t prepared_local(struct client *client, const uint8_t *msg, size_t whole);
+
+/*
+ * Before prepared_forward: true if the message (avail bytes, at least
+ * prepared_wanted) must wait until the server has answered an earlier
+ * batch (a Bind of a statement sluice prepared there, not confirmed yet).
+ * The caller stops reading the client; sluice reads it again when the
+ * answer comes.
+ */
+bool prepared_must_wait(struct client *client, const uint8_t *msg, size_t avail);
 
 /* The client sent a Sync, Query or FunctionCall (a ReadyForQuery owed). */
 void prepared_sync_sent(struct server *server);
@@ -87,7 +103,8 @@ bool prepared_response(struct server *server, const uint8_t *msg, size_t len);
 /* ReadyForQuery from the linked server: a batch is over. */
 void prepared_ready(struct server *server);
 
-/* The server's statements are gone (DISCARD ALL, DEALLOCATE ALL). */
+/* The server's statements are gone (its reset query is DISCARD ALL or
+ * DEALLOCATE ALL, with no client and nothing in flight). */
 void prepared_server_clear(struct server *server);
 
 /* True if sql drops every prepared statement (DISCARD/DEALLOCATE ALL). */

@@ -249,6 +249,7 @@ int server_launch(struct pool *pool)
 	list_init(&s->node);
 	list_append(&pool->used, &s->node);
 	pool->server_count++;
+	pool->server_structs++;
 	rc = start_connect(s);
 	s->conn.h.handle.data = &s->conn;
 	if (rc < 0) {
@@ -866,6 +867,7 @@ static void on_closed(struct conn *conn)
 	params_free(&s->params);
 	prepared_server_free(s);
 	auth_scram_client_free(&s->scram);
+	s->pool->server_structs--;
 	free(s);
 }
 

@@ -253,6 +253,9 @@ static void check_autodb(struct tick *t, struct pool *pool)
 	while (!list_empty(&pool->idle))
 		server_close(LIST_ENTRY(pool->idle.next, struct server, node),
 		             "autodb_idle_timeout");
+	/* Closing servers still read their pool: freed on a later tick. */
+	if (pool->server_structs > 0)
+		return;
 	log_info(NULL, "pool %s/%s: autodb_idle_timeout reached, removed",
 	         pool->db_name, pool->user_name);
 	pool_free(pool);

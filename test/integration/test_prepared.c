@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "harness.h"
 
@@ -714,16 +715,26 @@ Test(prepared, one_server_statement_per_text_and_parameter_types)
 
 /* ---- what a raw client sees ---- */
 
-/* Frontend messages built for a raw socket. */
+/* Frontend messages built for a raw socket (the buffer grows; a test's
+ * process ends with it). */
 struct wire {
-	uint8_t buf[4096];
+	uint8_t *buf;
 	size_t len;
+	size_t cap;
 	size_t start;        /* of the message being built */
 };
 
 static void wire_bytes(struct wire *w, const void *bytes, size_t n)
 {
-	cr_assert_leq(w->len + n, sizeof(w->buf), "raw batch too long");
+	if (w->len + n > w->cap) {
+		size_t cap = w->cap ? w->cap : 4096;
+
+		while (cap < w->len + n)
+			cap *= 2;
+		w->buf = realloc(w->buf, cap);
+		cr_assert_not_null(w->buf, "raw batch: out of memory");
+		w->cap = cap;
+	}
 	memcpy(w->buf + w->len, bytes, n);
 	w->len += n;
 }
@@ -1396,5 +1407,621 @@ Test(prepared, drivers_asyncpg_psycopg_node_pg_postgres_js, .timeout = 600)
 	cr_expect_eq(status, 0, "test/drivers/run.sh exited with %d:\n%s\n%s",
 	             status, out.out, out.err);
 	cr_log_info("%s", out.out);
+	h_finish();
+}
+
+/* ---- hostile input (issue 12): each repro is one write of raw bytes ---- */
+
+#define ALLOWED_GROWTH_KB (64 * 1024)
+
+/* sluice's peak resident memory so far (VmHWM), in KiB. */
+static long sluice_peak_kb(void)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)h_sluice_pid());
+	f = fopen(path, "r");
+	cr_assert_not_null(f, "cannot read %s", path);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+static void wire_query(struct wire *w, const char *sql)
+{
+	wire_begin(w, 'Q');
+	wire_str(w, sql);
+	wire_end(w);
+}
+
+/* "SELECT <value> /" "* padding *" "/", len bytes long. */
+static char *padded_sql(const char *value, size_t len)
+{
+	char *sql = malloc(len + 1);
+	int n = snprintf(sql, len + 1, "SELECT %s /*", value);
+
+	memset(sql + n, 'x', len - (size_t)n - 2);
+	memcpy(sql + len - 2, "*/", 3);
+	return sql;
+}
+
+/* A new client of the pool still gets answers. */
+static void expect_new_client_works(void)
+{
+	PGconn *conn = h_connect(H_ALICE, NULL);
+
+	prepare(conn, "fresh", "SELECT 41 + 1");
+	expect_value(conn, "fresh", NULL, "42");
+	PQfinish(conn);
+}
+
+/* Reads until ReadyForQuery: the number of messages of type want before it,
+ * asserting no other type but those in also came. */
+static int count_until_ready(int fd, char want, const char *also)
+{
+	static uint8_t body[65536];
+	int count = 0;
+	size_t len;
+	char type;
+
+	for (;;) {
+		cr_assert_eq(h_raw_read_msg(fd, H_QUERY_TIMEOUT_MS, &type, body,
+		                            sizeof(body), &len), 1,
+		             "no ReadyForQuery after %d '%c'", count, want);
+		if (type == 'Z')
+			return count;
+		if (type == want)
+			count++;
+		else
+			cr_assert(strchr(also, type), "unexpected message '%c'", type);
+	}
+}
+
+static void expect_deallocated_in_one_write(const char *sql)
+{
+	struct wire w = { .len = 0 };
+	struct reply r;
+	int fd = h_raw_login(H_CAROL, NULL);
+
+	wire_parse(&w, "s1", "SELECT 1");
+	wire_query(&w, sql);
+	exchange(fd, &w, &r);
+	expect_reply(&r, "1CZ", 0);
+	/* The server dropped it, as PostgreSQL says: so does sluice. */
+	wire_bind(&w, "s1", NULL);
+	wire_execute(&w);
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply_error(&r, "26000", "prepared statement \"s1\" does not exist");
+	wire_parse(&w, "s1", "SELECT 2");
+	wire_bind(&w, "s1", NULL);
+	wire_execute(&w);
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply(&r, "12DCZ", 0);
+	cr_assert_str_eq(r.value[0], "2");
+	close(fd);
+}
+
+Test(prepared, parse_then_deallocate_all_in_one_write)
+{
+	h_sluice_start(TX_POOL_1, NULL);
+	expect_deallocated_in_one_write("DEALLOCATE ALL");
+	expect_deallocated_in_one_write("discard all;");
+	expect_new_client_works();
+	h_finish();
+}
+
+Test(prepared, failed_parses_then_close_in_one_write)
+{
+	struct wire w = { .len = 0 };
+	struct reply r;
+	int fd;
+
+	h_sluice_start(TX_POOL_1, NULL);
+	fd = h_raw_login(H_CAROL, NULL);
+	wire_parse(&w, "a", "SELEC");
+	wire_parse(&w, "b", "SELEC");
+	wire_statement(&w, 'C', "b");
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply_error(&r, "42601", "syntax error at or near \"SELEC\"");
+	/* Neither name was taken. */
+	wire_parse(&w, "a", "SELECT 3");
+	wire_parse(&w, "b", "SELECT 4");
+	wire_bind(&w, "b", NULL);
+	wire_execute(&w);
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply(&r, "112DCZ", 0);
+	cr_assert_str_eq(r.value[0], "4");
+	close(fd);
+	expect_new_client_works();
+	h_finish();
+}
+
+Test(prepared, unnamed_parse_of_deallocate_all_that_never_runs)
+{
+	struct wire w = { .len = 0 };
+	struct reply r;
+	int fd;
+
+	h_sluice_start(TX_POOL_1, NULL);
+	fd = h_raw_login(H_CAROL, NULL);
+	wire_parse(&w, "kept", "SELECT 5");
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply(&r, "1Z", 0);
+	wire_bind(&w, "nosuch", NULL);
+	wire_parse(&w, "s1", "SELECT 1");
+	wire_parse(&w, "", "DEALLOCATE ALL");
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply_error(&r, "26000", "prepared statement \"nosuch\" does not exist");
+	/* Nothing ran: "kept" is still there, "s1" never was. */
+	wire_bind(&w, "kept", NULL);
+	wire_execute(&w);
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply(&r, "2DCZ", 0);
+	cr_assert_str_eq(r.value[0], "5");
+	wire_bind(&w, "s1", NULL);
+	wire_execute(&w);
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply_error(&r, "26000", "prepared statement \"s1\" does not exist");
+	close(fd);
+	expect_new_client_works();
+	h_finish();
+}
+
+/* A name reused in the next batch, after its first Parse was skipped:
+ * the server must not get the new text under the first one's name. */
+Test(prepared, name_reused_after_a_skipped_parse)
+{
+	struct wire w = { .len = 0 };
+	struct reply r;
+	PGconn *other;
+	int fd;
+
+	h_sluice_start(TX_POOL_1, NULL);
+	fd = h_raw_login(H_CAROL, NULL);
+	wire_bind(&w, "nosuch", NULL);
+	wire_parse(&w, "d", "SELECT 1");
+	wire_sync(&w);
+	wire_parse(&w, "d", "SELECT 666");
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply_error(&r, "26000", "prepared statement \"nosuch\" does not exist");
+	cr_assert_eq(count_until_ready(fd, '1', ""), 1);
+	wire_bind(&w, "d", NULL);
+	wire_execute(&w);
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply(&r, "2DCZ", 0);
+	cr_assert_str_eq(r.value[0], "666");
+	/* Another client's "SELECT 1" on the same server is what it says. */
+	other = h_connect(H_CAROL, NULL);
+	prepare(other, "e", "SELECT 1");
+	expect_value(other, "e", NULL, "1");
+	PQfinish(other);
+	close(fd);
+	h_finish();
+}
+
+#define LRU_MAX 20
+
+Test(prepared, eviction_behind_unanswered_parses)
+{
+	struct wire w = { .len = 0 };
+	char name[16], sql[32];
+	struct reply r;
+	int fd;
+
+	h_sluice_start(TX_POOL_1 "max_prepared_statements = 20\n", NULL);
+	fd = h_raw_login(H_CAROL, NULL);
+	/* A statement only the server holds, its Parse unanswered, then more
+	 * than fit on the server: it is evicted to make room. */
+	wire_parse(&w, "gone", "SELECT 'gone'");
+	wire_statement(&w, 'C', "gone");
+	for (int i = 0; i < LRU_MAX + 5; i++) {
+		snprintf(name, sizeof(name), "p%d", i);
+		snprintf(sql, sizeof(sql), "SELECT %d", i);
+		wire_parse(&w, name, sql);
+	}
+	wire_bind(&w, "p0", NULL);
+	wire_execute(&w);
+	wire_sync(&w);
+	cr_assert(h_raw_send(fd, w.buf, w.len));
+	w.len = 0;
+	cr_assert_eq(count_until_ready(fd, '1', "23DC"), LRU_MAX + 6);
+	/* Every one still runs, but the one closed. */
+	for (int i = 0; i < LRU_MAX + 5; i++) {
+		snprintf(name, sizeof(name), "p%d", i);
+		snprintf(sql, sizeof(sql), "%d", i);
+		wire_bind(&w, name, NULL);
+		wire_execute(&w);
+		wire_sync(&w);
+		exchange(fd, &w, &r);
+		expect_reply(&r, "2DCZ", 0);
+		cr_assert_str_eq(r.value[0], sql);
+	}
+	wire_bind(&w, "gone", NULL);
+	wire_execute(&w);
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply_error(&r, "26000", "prepared statement \"gone\" does not exist");
+	close(fd);
+	expect_new_client_works();
+	h_finish();
+}
+
+#define BIG_TEXT (900 * 1024)
+#define BIND_SYNCS 615
+
+/*
+ * The issue's amplification: a big statement evicted from the server, then
+ * many Bind+Sync of it in one write. sluice prepares it once and makes the
+ * later Binds wait for the answer, instead of sending the text again with
+ * each batch (615 x 900 KiB).
+ */
+Test(prepared, bind_sync_flood_does_not_amplify_a_big_statement)
+{
+	struct wire w = { .len = 0 };
+	struct reply r;
+	char *big = padded_sql("7", BIG_TEXT);
+	char name[16];
+	long before;
+	int fd;
+
+	h_sluice_start(TX_POOL_1 "max_prepared_statements = 5\n", NULL);
+	fd = h_raw_login(H_CAROL, NULL);
+	wire_parse(&w, "big", big);
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply(&r, "1Z", 0);
+	for (int i = 0; i < 6; i++) {
+		char sql[32];
+
+		snprintf(name, sizeof(name), "e%d", i);
+		snprintf(sql, sizeof(sql), "SELECT %d", i);
+		wire_parse(&w, name, sql);
+	}
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply(&r, "111111Z", 0);
+	before = sluice_peak_kb();
+	for (int i = 0; i < BIND_SYNCS; i++) {
+		wire_bind(&w, "big", NULL);
+		wire_sync(&w);
+	}
+	cr_assert(h_raw_send(fd, w.buf, w.len));
+	w.len = 0;
+	for (int i = 0; i < BIND_SYNCS; i++)
+		cr_assert_eq(count_until_ready(fd, '2', ""), 1, "batch %d", i);
+	cr_assert_lt(sluice_peak_kb() - before, ALLOWED_GROWTH_KB,
+	             "peak RSS grew from %ld to %ld kB", before, sluice_peak_kb());
+	wire_bind(&w, "big", NULL);
+	wire_execute(&w);
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply(&r, "2DCZ", 0);
+	cr_assert_str_eq(r.value[0], "7");
+	close(fd);
+	free(big);
+	expect_new_client_works();
+	h_finish();
+}
+
+/*
+ * Two big statements taking turns on a server that holds one, all in one
+ * batch: each Bind prepares the other again. What one pass may queue is
+ * bounded: the server connection is closed, with an error to the client.
+ */
+Test(prepared, output_of_one_pass_is_bounded)
+{
+	struct wire w = { .len = 0 };
+	char *a = padded_sql("1", BIG_TEXT), *b = padded_sql("2", BIG_TEXT);
+	struct h_error err;
+	struct reply r;
+	long before;
+	int fd;
+
+	h_require_sluice();
+	h_sluice_start(TX_POOL_1 "max_prepared_statements = 1\n", NULL);
+	fd = h_raw_login(H_CAROL, NULL);
+	wire_parse(&w, "a", a);
+	wire_parse(&w, "b", b);
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply(&r, "11Z", 0);
+	before = sluice_peak_kb();
+	/* 360 MiB of Parses, unbounded */
+	for (int i = 0; i < 400; i++)
+		wire_bind(&w, i % 2 ? "b" : "a", NULL);
+	wire_sync(&w);
+	cr_assert(h_raw_send(fd, w.buf, w.len));
+	cr_assert(h_raw_expect_error(fd, H_QUERY_TIMEOUT_MS, &err));
+	cr_assert_str_eq(err.sqlstate, "08P01");
+	cr_assert(h_log_wait("over 64 MiB of output in one pass", 5000));
+	/* 64 MiB grown by doubling, and ASan's quarantine of the smaller */
+	cr_assert_lt(sluice_peak_kb() - before, 5 * ALLOWED_GROWTH_KB,
+	             "peak RSS grew from %ld to %ld kB", before, sluice_peak_kb());
+	close(fd);
+	free(a);
+	free(b);
+	expect_new_client_works();
+	h_finish();
+}
+
+Test(prepared, autodb_pool_freed_after_its_servers_close)
+{
+	PGconn *conn;
+
+	h_require_sluice();
+	h_sluice_start(TX_POOL_1 "autodb_idle_timeout = 0.3\n",
+	               "* = host=127.0.0.1 port=%PGPORT%");
+	conn = h_connect(H_ALICE, "dbname=postgres");
+	prepare(conn, "s1", "SELECT 1");
+	expect_value(conn, "s1", NULL, "1");
+	PQfinish(conn);
+	cr_assert(h_log_wait("autodb_idle_timeout reached, removed", 5000));
+	h_sleep_ms(300);
+	conn = h_connect(H_ALICE, "dbname=postgres");
+	prepare(conn, "s1", "SELECT 2");
+	expect_value(conn, "s1", NULL, "2");
+	PQfinish(conn);
+	h_finish();
+}
+
+/* ---- one client against another's statements ---- */
+
+/* The name sluice gave conn's statement, from the server itself. */
+static void server_name_of(PGconn *conn, const char *name, char *out, size_t len)
+{
+	h_exec(conn, "BEGIN");
+	expect_value(conn, name, NULL, "1");
+	h_query_str(conn, out, len, "SELECT name FROM pg_prepared_statements");
+	h_exec(conn, "COMMIT");
+}
+
+static bool random_form(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n < 25 || strncmp(name, "sluice_", 7) != 0 || name[23] != '_')
+		return false;
+	for (size_t i = 7; i < 23; i++)
+		if (!strchr("0123456789abcdef", name[i]))
+			return false;
+	return strspn(name + 24, "0123456789") == n - 24;
+}
+
+Test(prepared, server_names_are_random_per_process)
+{
+	char first[64], second[64];
+	PGconn *conn;
+
+	h_require_sluice();
+	h_sluice_start(TX_POOL_1, NULL);
+	conn = h_connect(H_ALICE, NULL);
+	prepare(conn, "s1", "SELECT 1");
+	server_name_of(conn, "s1", first, sizeof(first));
+	PQfinish(conn);
+	h_sluice_stop();
+	h_pg_wait_clean(5000);
+	h_sluice_start(TX_POOL_1, NULL);
+	conn = h_connect(H_ALICE, NULL);
+	prepare(conn, "s1", "SELECT 1");
+	server_name_of(conn, "s1", second, sizeof(second));
+	PQfinish(conn);
+	cr_assert(random_form(first) && random_form(second),
+	          "names %s and %s are not sluice_<16 hex>_<n>", first, second);
+	cr_assert(strncmp(first, second, 23) != 0, "same prefix twice: %s", first);
+	h_finish();
+}
+
+/* sql (a Query, or through Parse if extended) touching a sluice name is
+ * refused, and the connection closed. */
+static void expect_refused(const char *before, const char *name,
+                           const char *after, bool extended)
+{
+	PGconn *conn = h_connect(H_ALICE, NULL);
+	char sql[256];
+	PGresult *res;
+	struct h_error err;
+
+	snprintf(sql, sizeof(sql), "%s%s%s", before, name, after);
+	/* The first result is the FATAL error itself, fields and all. */
+	cr_assert(extended ? PQsendQueryParams(conn, sql, 0, NULL, NULL, NULL,
+	                                       NULL, 0)
+	                   : PQsendQuery(conn, sql));
+	res = h_result_within(conn, H_QUERY_TIMEOUT_MS);
+	cr_assert_not_null(res, "%s: no answer", sql);
+	h_result_error(res, &err);
+	cr_assert_str_eq(err.sqlstate, "42501", "%s: %s %s", sql, err.sqlstate,
+	                 err.message);
+	cr_assert(strstr(err.message, "reserved"), "%s: %s", sql, err.message);
+	PQclear(res);
+	PQfinish(conn);
+}
+
+Test(prepared, sql_may_not_touch_sluice_names)
+{
+	char name[64];
+	PGconn *victim;
+
+	h_require_sluice();
+	h_sluice_start(TX_POOL_1, NULL);
+	victim = h_connect(H_ALICE, NULL);
+	prepare(victim, "s1", "SELECT 1");
+	server_name_of(victim, "s1", name, sizeof(name));
+	expect_refused("DEALLOCATE ", name, "", false);
+	expect_refused("deallocate prepare \"", name, "\"", false);
+	expect_refused("SELECT 1; DEALLOCATE /* x */ ", name, "", false);
+	expect_refused("DO $$ BEGIN EXECUTE 'DEALLOCATE ", name, "'; END $$", false);
+	expect_refused("PREPARE ", name, " AS SELECT 666", false);
+	expect_refused("EXECUTE ", name, "", true);
+	/* Reading the names is fine. */
+	cr_assert_eq(h_query_int(victim, "%s", SERVER_STATEMENTS_SQL), 1);
+	expect_value(victim, "s1", NULL, "1");
+	PQfinish(victim);
+	h_finish();
+}
+
+/* A statement dropped behind sluice's back by dynamic SQL costs one error,
+ * then sluice prepares it again. */
+Test(prepared, statement_dropped_behind_sluices_back_is_prepared_again)
+{
+	PGconn *victim, *other;
+	char name[64];
+
+	h_require_sluice();
+	h_sluice_start(TX_POOL_1, NULL);
+	victim = h_connect(H_ALICE, NULL);
+	other = h_connect(H_ALICE, NULL);
+	prepare(victim, "s1", "SELECT 1");
+	server_name_of(victim, "s1", name, sizeof(name));
+	h_exec(other, "DO $$ BEGIN EXECUTE 'DEALLOC' || 'ATE %s'; END $$", name);
+	expect_error(run_prepared(victim, "s1", 0, NULL), "after a drop", "26000",
+	             "prepared statement \"s1\" does not exist");
+	expect_value(victim, "s1", NULL, "1");
+	cr_assert(h_log_wait("dropped on the server behind sluice's back", 2000));
+	PQfinish(victim);
+	PQfinish(other);
+	h_finish();
+}
+
+/* A Parse answered without a server only for a statement a server of the
+ * same pool accepted: another pool (here another database) learns nothing. */
+Test(prepared, local_answers_stay_within_a_pool)
+{
+	PGconn *owner, *prober;
+	PGresult *res;
+
+	h_require_sluice();
+	h_pg_exec("CREATE TABLE IF NOT EXISTS only_here (x int)");
+	h_sluice_start(TX_POOL_1,
+	               "elsewhere = host=127.0.0.1 port=%PGPORT% dbname=postgres");
+	owner = h_connect(H_ALICE, NULL);
+	prepare(owner, "q", "SELECT count(*) FROM only_here");
+	expect_value(owner, "q", NULL, "0");
+	prober = h_connect(H_ALICE, "dbname=elsewhere");
+	res = run_prepare(prober, "q", "SELECT count(*) FROM only_here", 0, NULL);
+	expect_error(res, "prepare in another database", "42P01",
+	             "relation \"only_here\" does not exist");
+	PQfinish(owner);
+	PQfinish(prober);
+	h_finish();
+}
+
+/* ---- bounds on what a client makes sluice hold ---- */
+
+Test(prepared, a_client_may_have_ten_thousand_names)
+{
+	struct wire w = { .len = 0 };
+	struct h_error err;
+	char name[16];
+	int fd;
+
+	h_require_sluice();
+	h_sluice_start(TX_POOL_1, NULL);
+	fd = h_raw_login(H_CAROL, NULL);
+	for (int i = 0; i < 10000; i++) {
+		snprintf(name, sizeof(name), "n%d", i);
+		wire_parse(&w, name, "SELECT 1");
+	}
+	wire_sync(&w);
+	cr_assert(h_raw_send(fd, w.buf, w.len));
+	w.len = 0;
+	cr_assert_eq(count_until_ready(fd, '1', ""), 10000);
+	wire_parse(&w, "one_more", "SELECT 1");
+	wire_sync(&w);
+	cr_assert(h_raw_send(fd, w.buf, w.len));
+	cr_assert(h_raw_expect_error(fd, H_QUERY_TIMEOUT_MS, &err));
+	cr_assert_str_eq(err.sqlstate, "53400", "%s", err.message);
+	cr_assert(h_raw_closed(fd, 5000));
+	close(fd);
+	expect_new_client_works();
+	h_finish();
+}
+
+struct sender {
+	int fd;
+	const struct wire *w;
+};
+
+static void *send_wire(void *arg)
+{
+	const struct sender *s = arg;
+
+	h_raw_send(s->fd, s->w->buf, s->w->len); /* sluice may close first */
+	return NULL;
+}
+
+/* Sends w (while reading: sluice may refuse it before it is all sent),
+ * expects a FATAL sqlstate and the connection closed. */
+static void expect_fatal(struct wire *w, const char *sqlstate)
+{
+	struct h_error err;
+	int fd = h_raw_login(H_CAROL, NULL);
+	struct sender s = { fd, w };
+	pthread_t thread;
+
+	cr_assert_eq(pthread_create(&thread, NULL, send_wire, &s), 0);
+	cr_assert(h_raw_expect_error(fd, H_QUERY_TIMEOUT_MS, &err));
+	cr_assert(h_raw_closed(fd, 5000));
+	shutdown(fd, SHUT_RDWR);
+	pthread_join(thread, NULL);
+	w->len = 0;
+	cr_assert_str_eq(err.sqlstate, sqlstate, "%s", err.message);
+	close(fd);
+}
+
+Test(prepared, held_messages_and_texts_are_bounded)
+{
+	struct wire w = { .len = 0 };
+	char *huge = padded_sql("8", 1100 * 1024);
+	char name[16];
+	struct reply r;
+	int fd;
+
+	h_require_sluice();
+	h_sluice_start(TX_POOL_1, NULL);
+	/* A named Parse over 1 MiB. */
+	wire_parse(&w, "huge", huge);
+	wire_sync(&w);
+	expect_fatal(&w, "54000");
+	/* A Describe naming a statement over 1 MiB long. */
+	wire_statement(&w, 'D', huge);
+	wire_sync(&w);
+	expect_fatal(&w, "54000");
+	/* Statements whose texts make more than 16 MiB. */
+	for (int i = 0; i < 20; i++) {
+		char *text;
+
+		snprintf(name, sizeof(name), "%d", i);
+		text = padded_sql(name, BIG_TEXT);
+		wire_parse(&w, name, text);
+		free(text);
+	}
+	wire_sync(&w);
+	expect_fatal(&w, "53400");
+	/* The unnamed statement is the server's: it passes, however long. */
+	fd = h_raw_login(H_CAROL, NULL);
+	wire_parse(&w, "", huge);
+	wire_bind(&w, "", NULL);
+	wire_execute(&w);
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply(&r, "12DCZ", 0);
+	cr_assert_str_eq(r.value[0], "8");
+	close(fd);
+	free(huge);
+	expect_new_client_works();
 	h_finish();
 }
