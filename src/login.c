@@ -67,9 +67,11 @@ static void admin_login(struct client *c)
 {
 	struct config *cfg = cfg_of(c);
 
+	/* Names match exactly, as in the auth_file: "ADMIN" is not "admin". */
 	c->is_admin_user = cfg->auth_type == AUTH_ANY ||
-	                   config_list_contains(cfg->admin_users, c->user);
-	if (!c->is_admin_user && !config_list_contains(cfg->stats_users, c->user)) {
+	                   config_list_contains_exact(cfg->admin_users, c->user);
+	if (!c->is_admin_user &&
+	    !config_list_contains_exact(cfg->stats_users, c->user)) {
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
 		            "not allowed to connect to the admin console");
 		return;
