@@ -391,6 +391,7 @@ static void startup_message(struct client *c, const uint8_t *body, size_t len)
 {
 	struct startup_walk w = { .client = c };
 	int rc = codec_startup_params(body, len, take_param, &w);
+	char db_esc[LOG_ESCAPED_NAME], user_esc[LOG_ESCAPED_NAME];
 
 	/* Kept before any refusal, so the log line names who was refused. */
 	if (!w.database || !*w.database)
@@ -419,8 +420,9 @@ static void startup_message(struct client *c, const uint8_t *body, size_t len)
 	}
 	add_host_to_app_name(c);
 	if (cfg_of(c)->log_connections)
-		log_info(&c->conn, "login attempt: db=%s user=%s tls=no", c->database,
-		         c->user);
+		log_info(&c->conn, "login attempt: db=%s user=%s tls=no",
+		         log_escape(c->database, db_esc, sizeof(db_esc)),
+		         log_escape(c->user, user_esc, sizeof(user_esc)));
 	start_auth(c);
 }
 

@@ -41,6 +41,42 @@ static void write_auth_file(const char *lines)
 
 #define AUTH_FILE_SETTING "auth_file = %DIR%/auth.txt\n"
 
+/* A startup packet for user (database sluice_test) on a new socket. */
+static int raw_startup(const char *user, const char *database)
+{
+	const char *params[] = { "user", user, "database", database, NULL };
+	uint8_t packet[4096];
+	size_t len = h_startup_packet(packet, sizeof(packet), 196608, params, true);
+	int fd = h_raw_connect();
+
+	cr_assert(len > 0);
+	cr_assert(h_raw_send(fd, packet, len));
+	return fd;
+}
+
+/* The next message must be an AuthenticationRequest; returns its code and
+ * copies what follows the code into data (NUL terminated). */
+static uint32_t read_auth(int fd, char *data, size_t cap)
+{
+	uint8_t body[2048];
+	size_t len = 0;
+	char type = 0;
+	struct h_error err;
+
+	cr_assert_eq(h_raw_read_msg(fd, 5000, &type, body, sizeof(body), &len), 1,
+	             "no answer during authentication");
+	if (type == 'E') {
+		h_parse_error(body, len, &err);
+		cr_assert_fail("error during authentication: %s %s", err.sqlstate,
+		               err.message);
+	}
+	cr_assert_eq(type, 'R', "expected an AuthenticationRequest, got '%c'", type);
+	cr_assert(len >= 4 && len - 4 < cap);
+	memcpy(data, body + 4, len - 4);
+	data[len - 4] = '\0';
+	return h_get_be32(body);
+}
+
 /* --- 4: admin_users by letter case -------------------------------------- */
 
 Test(login_security, admin_users_match_the_exact_name)
@@ -66,5 +102,51 @@ Test(login_security, admin_users_match_the_exact_name)
 	PQfinish(admin);
 	admin = h_connect("watcher", "dbname=sluice password=watch-secret");
 	PQfinish(admin);
+	h_finish();
+}
+
+/* --- 7: log injection ------------------------------------------------- */
+
+/*
+ * A newline in the user, database, application_name or a parameter name
+ * of a startup packet, or in a database name PostgreSQL then quotes in its
+ * error, must not start a line of sluice's log: each is escaped as \n.
+ */
+Test(login_security, startup_strings_cannot_forge_log_lines)
+{
+	const char *forged[] = { "user", "evil\nFORGED user", "database",
+	                         "db\nFORGED database", "application_name",
+	                         "app\nFORGED application_name", NULL };
+	const char *bad_name[] = { "user", H_ALICE, "database", H_DBNAME,
+	                           "x\nFORGED parameter", "1", NULL };
+	uint8_t packet[512];
+	size_t len;
+	char data[512];
+	struct h_error err;
+	char *log;
+	int fd;
+
+	h_require_sluice();
+	h_sluice_start("log_connections = 1\nlog_pooler_errors = 1\n"
+	               "log_disconnections = 1\n",
+	               "* = host=127.0.0.1 port=%PGPORT%\n");
+	len = h_startup_packet(packet, sizeof(packet), 196608, forged, true);
+	fd = h_raw_connect();
+	cr_assert(h_raw_send(fd, packet, len));
+	read_auth(fd, data, sizeof(data));
+	close(fd);
+	len = h_startup_packet(packet, sizeof(packet), 196608, bad_name, true);
+	fd = h_raw_connect();
+	cr_assert(h_raw_send(fd, packet, len));
+	cr_assert(h_raw_expect_error(fd, 5000, &err));
+	close(fd);
+	/* Past authentication: an autodb pool and PostgreSQL's error. */
+	cr_assert(h_connect_fails(H_ALICE, "dbname='nosuch\nFORGED autodb'", &err));
+	cr_assert(h_log_wait("user=evil\\nFORGED user", 5000), "not logged");
+	cr_assert(h_log_wait("x\\nFORGED parameter", 5000), "not logged");
+	cr_assert(h_log_wait("nosuch\\nFORGED autodb", 5000), "not logged");
+	log = h_sluice_log();
+	cr_assert_null(strstr(log, "\nFORGED"), "a forged line:\n%s", log);
+	free(log);
 	h_finish();
 }
