@@ -443,6 +443,27 @@ static void cancel_message(struct client *c, const uint8_t *body, size_t len)
 	client_close(c, "cancel request");
 }
 
+/*
+ * SSLRequest and GSSENCRequest are answered 'N' (TLS comes in a later
+ * release), each at most once per connection as PostgreSQL allows: a client
+ * repeating them could otherwise make sluice queue answers without end.
+ */
+static void encryption_request(struct client *c, uint32_t code)
+{
+	bool *done = code == PG_SSL_REQUEST ? &c->ssl_requested
+	                                    : &c->gssenc_requested;
+
+	if (*done) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "duplicate %s",
+		            code == PG_SSL_REQUEST ? "SSLRequest" : "GSSENCRequest");
+		return;
+	}
+	*done = true;
+	conn_queue(&c->conn, "N", 1);
+	if (conn_flush(&c->conn, NULL) < 0)
+		client_close(c, "write failed");
+}
+
 /* One startup-phase packet whole in data; returns bytes used or 0. */
 static size_t startup_packet(struct client *c, const uint8_t *data, size_t len)
 {
@@ -460,9 +481,7 @@ static size_t startup_packet(struct client *c, const uint8_t *data, size_t len)
 	}
 	conn_need(&c->conn, 0);
 	if (code == PG_SSL_REQUEST || code == PG_GSSENC_REQUEST) {
-		conn_queue(&c->conn, "N", 1); /* TLS comes in a later release */
-		if (conn_flush(&c->conn, NULL) < 0)
-			client_close(c, "write failed");
+		encryption_request(c, code);
 	} else if (code == PG_CANCEL_REQUEST && plen != 16) {
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
 		            "invalid length of cancel request");

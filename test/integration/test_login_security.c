@@ -150,3 +150,112 @@ Test(login_security, startup_strings_cannot_forge_log_lines)
 	free(log);
 	h_finish();
 }
+
+/* --- 3: SSLRequest and GSSENCRequest, once each ------------------------ */
+
+static long rss_kb(pid_t pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	cr_assert(f);
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "VmRSS:", 6) == 0)
+			kb = atol(line + 6);
+	fclose(f);
+	return kb;
+}
+
+/* One byte within 5 s, or -1. */
+static int read_byte(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	uint8_t b;
+
+	if (poll(&p, 1, 5000) != 1 || recv(fd, &b, 1, 0) != 1)
+		return -1;
+	return b;
+}
+
+static void put_request(uint8_t *p, uint32_t code)
+{
+	h_put_be32(p, 8);
+	h_put_be32(p + 4, code);
+}
+
+#define SSL_REQUEST 80877103u
+#define GSSENC_REQUEST 80877104u
+
+/*
+ * 32,768 SSLRequests in one write, never reading: one 'N', then 08P01 and
+ * the close. Before, each got its 'N' queued in a buffer of its own and
+ * the process grew by hundreds of MiB.
+ */
+Test(login_security, repeated_ssl_request_is_refused)
+{
+	size_t count = 32768;
+	uint8_t *flood = malloc(count * 8);
+	struct h_error err;
+	long before, after;
+	int fd;
+
+	h_require_sluice();
+	h_sluice_start(NULL, NULL);
+	before = rss_kb(h_sluice_pid());
+	for (size_t i = 0; i < count; i++)
+		put_request(flood + 8 * i, SSL_REQUEST);
+	fd = h_raw_connect();
+	h_raw_send(fd, flood, count * 8); /* sluice may close before the end */
+	h_sleep_ms(500);
+	after = rss_kb(h_sluice_pid());
+	cr_assert_lt(after - before, 16384, "RSS grew from %ld to %ld kB",
+	             before, after);
+	cr_assert_eq(read_byte(fd), 'N');
+	cr_assert(h_raw_expect_error(fd, 5000, &err), "no ErrorResponse");
+	cr_assert_str_eq(err.sqlstate, "08P01");
+	cr_assert_str_eq(err.message, "duplicate SSLRequest");
+	cr_assert(h_raw_closed(fd, 5000));
+	close(fd);
+	PQfinish(h_connect(H_ALICE, NULL));
+	free(flood);
+	h_finish();
+}
+
+/* One of each is fine, in either order, and the login goes on; a second
+ * GSSENCRequest is refused like a second SSLRequest. */
+Test(login_security, one_ssl_and_one_gssenc_request_are_answered)
+{
+	const char *params[] = { "user", H_CAROL, "database", H_DBNAME, NULL };
+	uint8_t req[16], packet[512];
+	size_t len = h_startup_packet(packet, sizeof(packet), 196608, params, true);
+	struct h_error err;
+	char data[512];
+	int fd;
+
+	h_require_sluice();
+	h_sluice_start("auth_type = plain\n", NULL);
+	fd = h_raw_connect();
+	put_request(req, GSSENC_REQUEST);
+	cr_assert(h_raw_send(fd, req, 8));
+	cr_assert_eq(read_byte(fd), 'N');
+	put_request(req, SSL_REQUEST);
+	cr_assert(h_raw_send(fd, req, 8));
+	cr_assert_eq(read_byte(fd), 'N');
+	cr_assert(h_raw_send(fd, packet, len));
+	cr_assert_eq(read_auth(fd, data, sizeof(data)), PG_AUTH_CLEARTEXT);
+	close(fd);
+
+	fd = h_raw_connect();
+	put_request(req, GSSENC_REQUEST);
+	put_request(req + 8, GSSENC_REQUEST);
+	cr_assert(h_raw_send(fd, req, 16));
+	cr_assert_eq(read_byte(fd), 'N');
+	cr_assert(h_raw_expect_error(fd, 5000, &err), "no ErrorResponse");
+	cr_assert_str_eq(err.message, "duplicate GSSENCRequest");
+	close(fd);
+	PQfinish(h_connect(H_CAROL, NULL));
+	h_finish();
+}
