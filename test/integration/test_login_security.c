@@ -33,6 +33,32 @@ TestSuite(login_security, .fini = h_teardown, .timeout = 120);
 #define PG_AUTH_SASL_FINAL 12
 #define CLIENT_NONCE "probe0123456789abcdefXYZ"
 
+/* What a SCRAM exchange showed, up to its server-first-message. */
+struct scram_seen {
+	int fd;
+	char server_first[512];
+	char salt[128];            /* base64, as sent */
+	int iterations;
+	char nonce[256];           /* client + server nonce */
+};
+
+/* The auth_file secret PostgreSQL keeps for role (a SCRAM verifier). */
+static char *pg_secret(const char *role)
+{
+	PGconn *pg = h_connect_pg();
+	const char *params[] = { role };
+	PGresult *res = PQexecParams(pg, "SELECT rolpassword FROM pg_authid "
+	                             "WHERE rolname = $1", 1, NULL, params, NULL,
+	                             NULL, 0);
+	char *secret;
+
+	cr_assert_eq(PQntuples(res), 1, "no role %s", role);
+	secret = strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	PQfinish(pg);
+	return secret;
+}
+
 /* Writes lines into auth.txt of the test directory; returns the setting. */
 static void write_auth_file(const char *lines)
 {
@@ -77,6 +103,128 @@ static uint32_t read_auth(int fd, char *data, size_t cap)
 	return h_get_be32(body);
 }
 
+/* Sends a PasswordMessage-shaped ('p') message holding data. */
+static void send_p(int fd, const void *data, size_t len)
+{
+	uint8_t *msg = malloc(len + 5);
+
+	msg[0] = 'p';
+	h_put_be32(msg + 1, (uint32_t)len + 4);
+	memcpy(msg + 5, data, len);
+	cr_assert(h_raw_send(fd, msg, len + 5));
+	free(msg);
+}
+
+/* Logs in as user over SCRAM up to the server-first-message. */
+static void scram_first(const char *user, struct scram_seen *seen)
+{
+	static const char bare[] = "n=,r=" CLIENT_NONCE;
+	char data[512];
+	uint8_t init[128];
+	size_t n = 0;
+	char *s, *i;
+
+	memset(seen, 0, sizeof(*seen));
+	seen->fd = raw_startup(user, H_DBNAME);
+	cr_assert_eq(read_auth(seen->fd, data, sizeof(data)), PG_AUTH_SASL,
+	             "%s was not asked for SCRAM", user);
+	memcpy(init, "SCRAM-SHA-256", 14);
+	n = 14;
+	h_put_be32(init + n, (uint32_t)strlen(bare) + 3);
+	n += 4;
+	memcpy(init + n, "n,,", 3);
+	memcpy(init + n + 3, bare, strlen(bare));
+	n += 3 + strlen(bare);
+	send_p(seen->fd, init, n);
+	cr_assert_eq(read_auth(seen->fd, seen->server_first,
+	                       sizeof(seen->server_first)),
+	             PG_AUTH_SASL_CONTINUE);
+	s = strstr(seen->server_first, ",s=");
+	i = strstr(seen->server_first, ",i=");
+	cr_assert(strncmp(seen->server_first, "r=" CLIENT_NONCE, 2 + 24) == 0 &&
+	          s && i && i > s, "bad server-first: %s", seen->server_first);
+	snprintf(seen->nonce, sizeof(seen->nonce), "%.*s",
+	         (int)(s - seen->server_first - 2), seen->server_first + 2);
+	snprintf(seen->salt, sizeof(seen->salt), "%.*s", (int)(i - s - 3), s + 3);
+	seen->iterations = atoi(i + 3);
+}
+
+/* The client proof for password: RFC 5802, straight from OpenSSL. */
+static void scram_proof(const struct scram_seen *seen, const char *password,
+                        const char *without_proof, char *proof_b64)
+{
+	uint8_t salt[128], salted[32], client_key[32], stored_key[32], sig[32];
+	unsigned int len = 0;
+	char auth_message[2048];
+	int salt_len = EVP_DecodeBlock(salt, (const uint8_t *)seen->salt,
+	                               (int)strlen(seen->salt));
+
+	salt_len -= (int)(strlen(seen->salt) - strcspn(seen->salt, "="));
+	cr_assert(PKCS5_PBKDF2_HMAC(password, (int)strlen(password), salt,
+	                            salt_len, seen->iterations, EVP_sha256(),
+	                            32, salted) == 1);
+	HMAC(EVP_sha256(), salted, 32, (const uint8_t *)"Client Key", 10,
+	     client_key, &len);
+	EVP_Digest(client_key, 32, stored_key, NULL, EVP_sha256(), NULL);
+	snprintf(auth_message, sizeof(auth_message), "n=,r=" CLIENT_NONCE ",%s,%s",
+	         seen->server_first, without_proof);
+	HMAC(EVP_sha256(), stored_key, 32, (const uint8_t *)auth_message,
+	     strlen(auth_message), sig, &len);
+	for (int k = 0; k < 32; k++)
+		sig[k] ^= client_key[k];
+	EVP_EncodeBlock((uint8_t *)proof_b64, sig, 32);
+}
+
+/*
+ * Sends the client-final-message with the proof for password; true if
+ * sluice accepted it (AuthenticationOk), false with err filled if it
+ * answered an ErrorResponse. Closes the socket.
+ */
+static bool scram_final(struct scram_seen *seen, const char *password,
+                        struct h_error *err)
+{
+	char without_proof[512], final[640], proof[64];
+	uint8_t body[2048];
+	size_t len = 0;
+	char type = 0;
+	int ok = -1;
+
+	snprintf(without_proof, sizeof(without_proof), "c=biws,r=%s", seen->nonce);
+	scram_proof(seen, password, without_proof, proof);
+	snprintf(final, sizeof(final), "%s,p=%s", without_proof, proof);
+	send_p(seen->fd, final, strlen(final));
+	while (ok < 0) {
+		cr_assert_eq(h_raw_read_msg(seen->fd, 5000, &type, body,
+		                            sizeof(body), &len), 1,
+		             "no answer to the client-final-message");
+		if (type == 'E') {
+			h_parse_error(body, len, err);
+			ok = 0;
+		} else if (type == 'R' && len >= 4 && h_get_be32(body) == PG_AUTH_OK) {
+			ok = 1;
+		} else {
+			cr_assert(type == 'R' && len >= 4 &&
+			          h_get_be32(body) == PG_AUTH_SASL_FINAL,
+			          "unexpected '%c' after the client-final", type);
+		}
+	}
+	close(seen->fd);
+	return ok == 1;
+}
+
+/* The error a failed password gives every user alike. */
+static void assert_password_error(const struct h_error *err, const char *user)
+{
+	char message[128];
+
+	snprintf(message, sizeof(message),
+	         "password authentication failed for user \"%s\"", user);
+	cr_assert_str_eq(err->severity, "FATAL");
+	cr_assert_str_eq(err->sqlstate, "28P01", "%s: %s %s", user, err->sqlstate,
+	                 err->message);
+	cr_assert_str_eq(err->message, message);
+}
+
 /* --- 4: admin_users by letter case -------------------------------------- */
 
 Test(login_security, admin_users_match_the_exact_name)
@@ -103,6 +251,189 @@ Test(login_security, admin_users_match_the_exact_name)
 	admin = h_connect("watcher", "dbname=sluice password=watch-secret");
 	PQfinish(admin);
 	h_finish();
+}
+
+/* --- 6: user enumeration ---------------------------------------------- */
+
+/*
+ * alice has a SCRAM verifier, bob a plain password, mallory is unknown and
+ * eve has an empty password: each is shown the same salt on every try, of
+ * the same length, with 4096 iterations, and a wrong proof gets the same
+ * error. Before, mallory got a fresh salt (and a PBKDF2) each time.
+ */
+Test(login_security, scram_answers_unknown_users_like_known_ones)
+{
+	const char *users[] = { H_ALICE, H_BOB, "mallory", "eve" };
+	char salts[4][128];
+	char *verifier = pg_secret(H_ALICE);
+	char *lines = NULL;
+	struct scram_seen seen;
+	struct h_error err;
+
+	h_require_sluice();
+	cr_assert(asprintf(&lines, "\"" H_ALICE "\" \"%s\"\n\"" H_BOB "\" \""
+	                   H_BOB_PASSWORD "\"\n\"eve\" \"\"\n", verifier) > 0);
+	write_auth_file(lines);
+	h_sluice_start(AUTH_FILE_SETTING "auth_type = scram-sha-256\n", NULL);
+	for (int u = 0; u < 4; u++) {
+		scram_first(users[u], &seen);
+		close(seen.fd);
+		snprintf(salts[u], sizeof(salts[u]), "%s", seen.salt);
+		cr_assert_eq(seen.iterations, 4096, "%s: i=%d", users[u],
+		             seen.iterations);
+		cr_assert_eq(strlen(seen.salt), 24, "%s: salt %s", users[u], seen.salt);
+		scram_first(users[u], &seen);
+		cr_assert_str_eq(seen.salt, salts[u], "%s: the salt changed", users[u]);
+		cr_assert_not(scram_final(&seen, "wrong", &err), "%s in", users[u]);
+		assert_password_error(&err, users[u]);
+	}
+	cr_assert_str_neq(salts[2], salts[1], "two names, one salt");
+	cr_assert_str_neq(salts[2], salts[3], "two names, one salt");
+	/* The right password still works, after all that. */
+	scram_first(H_BOB, &seen);
+	cr_assert(scram_final(&seen, H_BOB_PASSWORD, &err), "%s", err.message);
+	scram_first(H_ALICE, &seen);
+	cr_assert(scram_final(&seen, H_ALICE_PASSWORD, &err), "%s", err.message);
+	free(lines);
+	free(verifier);
+	h_finish();
+}
+
+/* The challenge md5 mode sends a user, read off a raw login. */
+static uint32_t md5_mode_challenge(const char *user)
+{
+	char data[512];
+	int fd = raw_startup(user, H_DBNAME);
+	uint32_t code = read_auth(fd, data, sizeof(data));
+
+	close(fd);
+	return code;
+}
+
+/*
+ * md5 mode asks a SCRAM verifier's user for SCRAM, others for md5. With
+ * only verifiers in the auth_file an unknown user must be asked for SCRAM
+ * too (before, it got md5: a sure sign); with only plain passwords, md5.
+ */
+Test(login_security, md5_mode_asks_unknown_users_what_known_ones_get)
+{
+	char *verifier = pg_secret(H_ALICE);
+	char *lines = NULL;
+
+	h_require_sluice();
+	cr_assert(asprintf(&lines, "\"" H_ALICE "\" \"%s\"\n", verifier) > 0);
+	write_auth_file(lines);
+	h_sluice_start(AUTH_FILE_SETTING "auth_type = md5\n", NULL);
+	cr_assert_eq(md5_mode_challenge(H_ALICE), PG_AUTH_SASL);
+	cr_assert_eq(md5_mode_challenge("mallory"), PG_AUTH_SASL);
+	cr_assert_eq(md5_mode_challenge("trudy"), PG_AUTH_SASL);
+	h_finish();
+
+	write_auth_file("\"" H_BOB "\" \"" H_BOB_PASSWORD "\"\n");
+	h_sluice_start(AUTH_FILE_SETTING "auth_type = md5\n", NULL);
+	cr_assert_eq(md5_mode_challenge(H_BOB), PG_AUTH_MD5);
+	cr_assert_eq(md5_mode_challenge("mallory"), PG_AUTH_MD5);
+	h_finish();
+	free(lines);
+	free(verifier);
+}
+
+/* A mixed auth_file: an unknown name gets either, but always the same, and
+ * over many names both occur (as they do among the known users). */
+Test(login_security, md5_mode_answer_is_stable_per_unknown_name)
+{
+	char *verifier = pg_secret(H_ALICE);
+	char *lines = NULL;
+	int sasl = 0;
+
+	h_require_sluice();
+	cr_assert(asprintf(&lines, "\"" H_ALICE "\" \"%s\"\n\"" H_BOB "\" \""
+	                   H_BOB_PASSWORD "\"\n", verifier) > 0);
+	write_auth_file(lines);
+	h_sluice_start(AUTH_FILE_SETTING "auth_type = md5\n", NULL);
+	for (int i = 0; i < 24; i++) {
+		char name[32];
+		uint32_t first;
+
+		snprintf(name, sizeof(name), "probe%d", i);
+		first = md5_mode_challenge(name);
+		cr_assert(first == PG_AUTH_MD5 || first == PG_AUTH_SASL);
+		cr_assert_eq(md5_mode_challenge(name), first, "%s changed", name);
+		sasl += first == PG_AUTH_SASL;
+	}
+	/* Each way has odds of 2^-24 to fail by chance. */
+	cr_assert(sasl > 0 && sasl < 24, "%d of 24 names asked for SCRAM", sasl);
+	free(lines);
+	free(verifier);
+	h_finish();
+}
+
+/* --- 10: empty passwords ---------------------------------------------- */
+
+/* md5(a || b) in hex. */
+static void md5_hex(const char *a, const void *b, size_t b_len, char out[33])
+{
+	uint8_t digest[16];
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+	EVP_DigestInit_ex(ctx, EVP_md5(), NULL);
+	EVP_DigestUpdate(ctx, a, strlen(a));
+	EVP_DigestUpdate(ctx, b, b_len);
+	EVP_DigestFinal_ex(ctx, digest, NULL);
+	EVP_MD_CTX_free(ctx);
+	for (int i = 0; i < 16; i++)
+		sprintf(out + 2 * i, "%02x", digest[i]);
+}
+
+/* Answers the password request of mode for user with the empty password;
+ * asserts the login is refused with the usual error. */
+static void empty_password_refused(const char *user)
+{
+	char data[512], inner[33], response[40] = "md5";
+	struct scram_seen seen;
+	struct h_error err;
+	int fd = raw_startup(user, H_DBNAME);
+	uint32_t code = read_auth(fd, data, sizeof(data));
+
+	if (code == PG_AUTH_SASL) {
+		close(fd);
+		scram_first(user, &seen);
+		cr_assert_not(scram_final(&seen, "", &err), "SCRAM with \"\" got in");
+		return assert_password_error(&err, user);
+	}
+	if (code == PG_AUTH_CLEARTEXT) {
+		send_p(fd, "", 1);
+	} else {
+		cr_assert_eq(code, PG_AUTH_MD5);
+		md5_hex("", user, strlen(user), inner);
+		md5_hex(inner, data, 4, response + 3);
+		send_p(fd, response, strlen(response) + 1);
+	}
+	cr_assert(h_raw_expect_error(fd, 5000, &err), "\"\" got in");
+	close(fd);
+	assert_password_error(&err, user);
+}
+
+/*
+ * "sluice_super" "" in the auth_file: PostgreSQL trusts that role, so a
+ * client that got past sluice with the empty password would be in.
+ */
+Test(login_security, empty_password_never_authenticates)
+{
+	const char *modes[] = { "plain", "md5", "scram-sha-256" };
+	char settings[256];
+
+	h_require_sluice();
+	write_auth_file("\"" H_SUPERUSER "\" \"\"\n"
+	                "\"" H_CAROL "\" \"" H_CAROL_PASSWORD "\"\n");
+	for (size_t m = 0; m < 3; m++) {
+		snprintf(settings, sizeof(settings), "%sauth_type = %s\n",
+		         AUTH_FILE_SETTING, modes[m]);
+		h_sluice_start(settings, NULL);
+		empty_password_refused(H_SUPERUSER);
+		PQfinish(h_connect(H_CAROL, NULL));
+		h_finish();
+	}
 }
 
 /* --- 7: log injection ------------------------------------------------- */
