@@ -122,6 +122,43 @@ static bool over_client_caps(struct client *c, const struct db_config *db)
 	return false;
 }
 
+static void set_scram_keys(struct pool *pool, const uint8_t *client_key,
+                           const uint8_t *server_key)
+{
+	memcpy(pool->scram_client_key, client_key, sizeof(pool->scram_client_key));
+	memcpy(pool->scram_server_key, server_key, sizeof(pool->scram_server_key));
+	pool->has_scram_client_key = true;
+}
+
+/*
+ * SCRAM pass-through: a pool whose login user's auth_file secret is a
+ * verifier logs in to PostgreSQL with the ClientKey a client of that user
+ * proved. The keys belong to the user, as in PgBouncer, not to the first
+ * client of a pool: only a client of the login user itself gives them (a
+ * forced user= pool is shared by other users, whose keys are not its keys),
+ * every pool of that user takes them, and a new pool starts from them. The
+ * latest proof replaces the keys held: it always matches the auth_file's
+ * current verifier, so after a password change (and RELOAD) no pool keeps
+ * logging in with the old key. O(pools), at login only.
+ */
+static void keep_scram_keys(struct client *c, struct pool *pool)
+{
+	struct list *pools = &c->conn.ctx->pools;
+	bool proved = c->scram && c->scram->has_client_key &&
+	              strcmp(c->user, pool->user_name) == 0;
+
+	for (struct list *l = pools->next; l != pools; l = l->next) {
+		struct pool *p = LIST_ENTRY(l, struct pool, node);
+
+		if (strcmp(p->user_name, pool->user_name) != 0)
+			continue;
+		if (proved)
+			set_scram_keys(p, c->scram->client_key, c->scram->server_key);
+		else if (!pool->has_scram_client_key && p->has_scram_client_key)
+			set_scram_keys(pool, p->scram_client_key, p->scram_server_key);
+	}
+}
+
 static void authenticated(struct client *c)
 {
 	struct config *cfg = cfg_of(c);
@@ -149,11 +186,7 @@ static void authenticated(struct client *c)
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return;
 	}
-	if (c->scram && c->scram->has_client_key && !pool->has_scram_client_key) {
-		memcpy(pool->scram_client_key, c->scram->client_key, 32);
-		memcpy(pool->scram_server_key, c->scram->server_key, 32);
-		pool->has_scram_client_key = true;
-	}
+	keep_scram_keys(c, pool);
 	c->pool = pool;
 	pool->client_count++;
 	pool->last_active = uv_now(c->conn.ctx->loop);

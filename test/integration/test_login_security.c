@@ -436,6 +436,126 @@ Test(login_security, empty_password_never_authenticates)
 	}
 }
 
+/* --- 10: the SCRAM keys a pool logs in with ----------------------------- */
+
+/* role with a SCRAM password, made fresh for this test (others keep
+ * alice's password as the harness set it). */
+static void make_role(const char *role, const char *password)
+{
+	h_pg_exec("DROP ROLE IF EXISTS %s", role);
+	h_pg_exec("SET password_encryption = 'scram-sha-256'");
+	h_pg_exec("CREATE ROLE %s LOGIN PASSWORD '%s'", role, password);
+}
+
+/* A libpq login with any length of password (the harness's conninfo
+ * buffer is shorter than the longest password). */
+static PGconn *connect_with(const char *user, const char *dbname,
+                            const char *password)
+{
+	char port[16];
+	const char *keys[] = { "host", "port", "user", "dbname", "password",
+	                       "sslmode", "gssencmode", "connect_timeout", NULL };
+	const char *values[] = { "127.0.0.1", port, user, dbname, password,
+	                         "disable", "disable", "10", NULL };
+
+	snprintf(port, sizeof(port), "%d", h_port());
+	return PQconnectdbParams(keys, values, 0);
+}
+
+/* Logs in and asks who we are on PostgreSQL; "" if the login failed, with
+ * libpq's message in err. */
+static void whoami(const char *user, const char *dbname, const char *password,
+                   char *who, size_t len, char *err, size_t errlen)
+{
+	PGconn *conn = connect_with(user, dbname, password);
+	PGresult *res;
+
+	who[0] = '\0';
+	snprintf(err, errlen, "%s", PQerrorMessage(conn));
+	if (PQstatus(conn) == CONNECTION_OK) {
+		res = PQexec(conn, "SELECT current_user");
+		if (PQresultStatus(res) == PGRES_TUPLES_OK)
+			snprintf(who, len, "%s", PQgetvalue(res, 0, 0));
+		else
+			snprintf(err, errlen, "%s", PQerrorMessage(conn));
+		PQclear(res);
+	}
+	PQfinish(conn);
+}
+
+/*
+ * A forced user= entry shares one pool among users; the ClientKey it logs
+ * in with must be its login user's, from a client of that user, not the
+ * first client's. Before, bob's key was stored for the alice pool and its
+ * server login failed.
+ */
+Test(login_security, forced_user_pool_logs_in_with_its_own_users_key)
+{
+	char *verifier;
+	char *lines = NULL;
+	char who[64], err[512];
+
+	h_require_sluice();
+	make_role("dora", "dora-secret");
+	verifier = pg_secret("dora");
+	cr_assert(asprintf(&lines, "\"dora\" \"%s\"\n\"" H_BOB "\" \""
+	                   H_BOB_PASSWORD "\"\n", verifier) > 0);
+	write_auth_file(lines);
+	h_sluice_start(AUTH_FILE_SETTING "auth_type = scram-sha-256\n",
+	               "forced = host=127.0.0.1 port=%PGPORT% dbname=" H_DBNAME
+	               " user=dora\n");
+	/* dora logs in once: her key is known from then on. */
+	whoami("dora", H_DBNAME, "dora-secret", who, sizeof(who), err, sizeof(err));
+	cr_assert_str_eq(who, "dora", "%s", err);
+	/* bob, on the entry that logs in as dora, in a pool of its own. */
+	whoami(H_BOB, "forced", H_BOB_PASSWORD, who, sizeof(who), err, sizeof(err));
+	cr_assert_str_eq(who, "dora", "%s", err);
+	free(lines);
+	free(verifier);
+	h_finish();
+}
+
+/*
+ * The password changes (PostgreSQL and the auth_file's verifier, then a
+ * reload): the next client proves the new key and the pool logs in with
+ * it. Before, the first client's key stayed for good and every new server
+ * login failed.
+ */
+Test(login_security, pool_takes_the_new_key_after_a_password_change)
+{
+	char *verifier;
+	char *lines = NULL;
+	char who[64], err[512];
+
+	h_require_sluice();
+	make_role("dora", "dora-secret");
+	verifier = pg_secret("dora");
+	cr_assert(asprintf(&lines, "\"dora\" \"%s\"\n\"" H_ADMIN "\" \""
+	                   H_ADMIN_PASSWORD "\"\n", verifier) > 0);
+	write_auth_file(lines);
+	h_sluice_start(AUTH_FILE_SETTING "auth_type = scram-sha-256\n"
+	               "query_wait_timeout = 5\n", NULL);
+	whoami("dora", H_DBNAME, "dora-secret", who, sizeof(who), err, sizeof(err));
+	cr_assert_str_eq(who, "dora", "%s", err);
+
+	h_pg_exec("SET password_encryption = 'scram-sha-256'");
+	h_pg_exec("ALTER ROLE dora PASSWORD 'dora-new'");
+	free(verifier);
+	free(lines);
+	verifier = pg_secret("dora");
+	cr_assert(asprintf(&lines, "\"dora\" \"%s\"\n\"" H_ADMIN "\" \""
+	                   H_ADMIN_PASSWORD "\"\n", verifier) > 0);
+	write_auth_file(lines);
+	kill(h_sluice_pid(), SIGHUP);
+	cr_assert(h_log_wait("configuration reloaded", 5000));
+	/* The reload closed the pool's idle servers: a new login is needed. */
+	whoami("dora", H_DBNAME, "dora-new", who, sizeof(who), err, sizeof(err));
+	cr_assert_str_eq(who, "dora", "%s", err);
+	free(lines);
+	free(verifier);
+	h_finish();
+}
+
 /* --- 7: log injection ------------------------------------------------- */
 
 /*
