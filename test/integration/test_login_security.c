@@ -556,6 +556,53 @@ Test(login_security, pool_takes_the_new_key_after_a_password_change)
 	h_finish();
 }
 
+/* --- 11: long passwords ----------------------------------------------- */
+
+/*
+ * PgBouncer takes passwords up to 2,047 bytes; so must sluice, from the
+ * auth_file and from clients, in each auth_type, and logging in to
+ * PostgreSQL with it (plain password, and SCRAM pass-through with the
+ * verifier PostgreSQL made).
+ */
+Test(login_security, password_of_2047_bytes)
+{
+	const char *modes[] = { "plain", "md5", "scram-sha-256" };
+	char *password = malloc(2048);
+	char *verifier, *lines = NULL;
+	char settings[256], who[64], err[512];
+
+	h_require_sluice();
+	for (int i = 0; i < 2047; i++)
+		password[i] = (char)('a' + i % 26);
+	password[2047] = '\0';
+	make_role("longpw", password);
+	verifier = pg_secret("longpw");
+	for (int secret = 0; secret < 2; secret++) {
+		free(lines);
+		cr_assert(asprintf(&lines, "\"longpw\" \"%s\"\n",
+		                   secret ? verifier : password) > 0);
+		write_auth_file(lines);
+		for (size_t m = secret ? 2 : 0; m < 3; m++) {
+			snprintf(settings, sizeof(settings), "%sauth_type = %s\n",
+			         AUTH_FILE_SETTING, modes[m]);
+			h_sluice_start(settings, NULL);
+			whoami("longpw", H_DBNAME, password, who, sizeof(who), err,
+			       sizeof(err));
+			cr_assert_str_eq(who, "longpw", "%s, %s: %s", modes[m],
+			                 secret ? "verifier" : "plain", err);
+			password[100] = '!';
+			whoami("longpw", H_DBNAME, password, who, sizeof(who), err,
+			       sizeof(err));
+			password[100] = 'a' + 100 % 26;
+			cr_assert_str_eq(who, "", "a wrong long password got in");
+			h_finish();
+		}
+	}
+	free(lines);
+	free(verifier);
+	free(password);
+}
+
 /* --- 7: log injection ------------------------------------------------- */
 
 /*
