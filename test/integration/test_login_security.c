@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <openssl/evp.h>
@@ -684,17 +686,34 @@ static void put_request(uint8_t *p, uint32_t code)
 	h_put_be32(p + 4, code);
 }
 
+/* A client socket with a small receive buffer, as a peer that does not
+ * read would offer: what sluice writes then piles up on its side. */
+static int small_window_connect(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int size = 4096;
+
+	cr_assert(fd >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	sa.sin_port = htons(h_port());
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	return fd;
+}
+
 #define SSL_REQUEST 80877103u
 #define GSSENC_REQUEST 80877104u
 
 /*
- * 32,768 SSLRequests in one write, never reading: one 'N', then 08P01 and
- * the close. Before, each got its 'N' queued in a buffer of its own and
- * the process grew by hundreds of MiB.
+ * 458,752 SSLRequests (3.5 MiB, the issue's repro) in one write from a
+ * peer that does not read: one 'N', then 08P01 and the close, and RSS stays
+ * put. Before, every request got its 'N' (the issue saw RSS reach 427 MiB;
+ * here the answers were refused by no rule, RSS grew by about 2 MiB).
  */
 Test(login_security, repeated_ssl_request_is_refused)
 {
-	size_t count = 32768;
+	size_t count = 458752; /* 3.5 MiB, the issue's repro */
 	uint8_t *flood = malloc(count * 8);
 	struct h_error err;
 	long before, after;
@@ -705,7 +724,7 @@ Test(login_security, repeated_ssl_request_is_refused)
 	before = rss_kb(h_sluice_pid());
 	for (size_t i = 0; i < count; i++)
 		put_request(flood + 8 * i, SSL_REQUEST);
-	fd = h_raw_connect();
+	fd = small_window_connect();
 	h_raw_send(fd, flood, count * 8); /* sluice may close before the end */
 	h_sleep_ms(500);
 	after = rss_kb(h_sluice_pid());
