@@ -451,6 +451,21 @@ static void login_message(struct server *s, uint8_t type, const uint8_t *body,
 
 /* --- internal queries ------------------------------------------------- */
 
+/* The query quotes values clients set (application_name...): escaped,
+ * whole, and only when debug lines are written. */
+static void log_internal(struct server *s, const char *sql)
+{
+	size_t room = 4 * strlen(sql) + 6; /* log_escape's worst case */
+	char *esc;
+
+	if (!log_enabled(LOG_LEVEL_DEBUG))
+		return;
+	esc = malloc(room);
+	if (esc)
+		log_debug(&s->conn, "internal query: %s", log_escape(sql, esc, room));
+	free(esc);
+}
+
 static void run_internal(struct server *s, const char *sql, enum server_next next)
 {
 	struct msgbuf mb;
@@ -459,7 +474,7 @@ static void run_internal(struct server *s, const char *sql, enum server_next nex
 	s->next = next;
 	s->internal_failed = false;
 	s->expected_ready = 1;
-	log_debug(&s->conn, "internal query: %s", sql);
+	log_internal(s, sql);
 	msgbuf_init(&mb);
 	codec_put_query(&mb, sql);
 	send_now(s, &mb);

@@ -609,8 +609,9 @@ Test(login_security, password_of_2047_bytes)
 
 /*
  * A newline in the user, database, application_name or a parameter name
- * of a startup packet, or in a database name PostgreSQL then quotes in its
- * error, must not start a line of sluice's log: each is escaped as \n.
+ * of a startup packet, in a database name PostgreSQL then quotes in its
+ * error, or in an application_name sluice then sets on a server (a debug
+ * line), must not start a line of sluice's log: each is escaped as \n.
  */
 Test(login_security, startup_strings_cannot_forge_log_lines)
 {
@@ -623,12 +624,13 @@ Test(login_security, startup_strings_cannot_forge_log_lines)
 	size_t len;
 	char data[512];
 	struct h_error err;
+	PGconn *conn;
 	char *log;
 	int fd;
 
 	h_require_sluice();
 	h_sluice_start("log_connections = 1\nlog_pooler_errors = 1\n"
-	               "log_disconnections = 1\n",
+	               "log_disconnections = 1\nverbose = 1\n",
 	               "* = host=127.0.0.1 port=%PGPORT%\n");
 	len = h_startup_packet(packet, sizeof(packet), 196608, forged, true);
 	fd = h_raw_connect();
@@ -642,6 +644,12 @@ Test(login_security, startup_strings_cannot_forge_log_lines)
 	close(fd);
 	/* Past authentication: an autodb pool and PostgreSQL's error. */
 	cr_assert(h_connect_fails(H_ALICE, "dbname='nosuch\nFORGED autodb'", &err));
+	/* Logged in: application_name goes into sluice's SET on the server,
+	 * which debug lines show. */
+	conn = h_connect(H_ALICE, "application_name='app\nFORGED set'");
+	cr_assert_eq(h_query_int(conn, "SELECT 1"), 1);
+	PQfinish(conn);
+	cr_assert(h_log_wait("app\\nFORGED set", 5000), "not logged");
 	cr_assert(h_log_wait("user=evil\\nFORGED user", 5000), "not logged");
 	cr_assert(h_log_wait("x\\nFORGED parameter", 5000), "not logged");
 	cr_assert(h_log_wait("nosuch\\nFORGED autodb", 5000), "not logged");
