@@ -621,12 +621,13 @@ static void console_error(struct client *c, struct msgbuf *mb, const char *sqlst
                           const char *fmt, ...)
 {
 	char message[512];
+	char esc[2048];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
-	log_warn(&c->conn, "console: %s", message);
+	log_warn(&c->conn, "console: %s", log_escape(message, esc, sizeof(esc)));
 	msgbuf_free(mb);
 	msgbuf_init(mb);
 	codec_put_error(mb, "ERROR", sqlstate, message);

@@ -166,8 +166,11 @@ bool admin_control(struct client *c, const char *word, const char *arg,
                    const char *value, struct msgbuf *mb)
 {
 	const char *db = db_or_all(arg);
+	char word_esc[LOG_ESCAPED_NAME], arg_esc[LOG_ESCAPED_NAME];
 
-	log_info(&c->conn, "console: %s %s", word, arg);
+	log_info(&c->conn, "console: %s %s",
+	         log_escape(word, word_esc, sizeof(word_esc)),
+	         log_escape(arg, arg_esc, sizeof(arg_esc)));
 	if (strcasecmp(word, "PAUSE") == 0) {
 		control_pause(c->conn.ctx, db);
 		if (!control_pause_done(c->conn.ctx, db))

@@ -27,7 +27,6 @@
 #include <openssl/rand.h>
 
 #define SCRAM_PREFIX "SCRAM-SHA-256$"
-#define SCRAM_SALT_LEN 16        /* bytes, as PostgreSQL makes them */
 #define SCRAM_ITERATIONS 4096    /* PostgreSQL's default */
 #define SCRAM_NONCE_RAW_LEN 18   /* random bytes per nonce, as libpq */
 
@@ -255,6 +254,19 @@ static int keys_from_password(const char *password, const uint8_t *salt,
 	return rc;
 }
 
+int auth_mock_digest(const uint8_t key[AUTH_MOCK_KEY_LEN], const char *purpose,
+                     const char *user, uint8_t out[AUTH_SCRAM_KEY_LEN])
+{
+	char *msg = str_printf("%s:%s", purpose, user);
+	int rc;
+
+	if (msg == NULL)
+		return -1;
+	rc = hmac_sha256(key, AUTH_MOCK_KEY_LEN, msg, out);
+	free(msg);
+	return rc;
+}
+
 int auth_random_bytes(uint8_t *buf, size_t len)
 {
 	if (len > INT_MAX)
@@ -394,37 +406,52 @@ enum auth_secret_kind auth_secret_kind(const char *secret)
 	return scram ? AUTH_SECRET_SCRAM : AUTH_SECRET_PLAIN;
 }
 
-/* A plain password as a fresh verifier: random salt, default iterations. */
+/* A plain password as a verifier with the caller's salt and the default
+ * iterations. */
 static int server_keys_from_password(struct scram_server *s,
-                                     const char *password)
+                                     const char *password,
+                                     const uint8_t salt[AUTH_SCRAM_SALT_LEN])
 {
-	uint8_t salt[SCRAM_SALT_LEN];
 	uint8_t client_key[AUTH_SCRAM_KEY_LEN];
 	int rc = -1;
 
 	s->iterations = SCRAM_ITERATIONS;
-	if (auth_random_bytes(salt, sizeof(salt)) < 0 ||
-	    keys_from_password(password, salt, sizeof(salt), s->iterations,
-	                       client_key, s->server_key) < 0 ||
+	if (keys_from_password(password, salt, AUTH_SCRAM_SALT_LEN,
+	                       s->iterations, client_key, s->server_key) < 0 ||
 	    sha256(client_key, sizeof(client_key), s->stored_key) < 0)
 		goto out;
-	s->salt_b64 = b64_encode(salt, sizeof(salt));
+	s->salt_b64 = b64_encode(salt, AUTH_SCRAM_SALT_LEN);
 	rc = s->salt_b64 != NULL ? 0 : -1;
 out:
 	OPENSSL_cleanse(client_key, sizeof(client_key));
 	return rc;
 }
 
-/* Fills the keys, salt and iterations of s from a plain or SCRAM secret. */
-static int server_load_secret(struct scram_server *s, const char *secret)
+/* A mock exchange: the salt and iterations a real verifier would show, no
+ * keys (they stay zero) and no key derivation; the proof check fails. */
+static int server_mock(struct scram_server *s,
+                       const uint8_t salt[AUTH_SCRAM_SALT_LEN])
+{
+	s->mock = true;
+	s->iterations = SCRAM_ITERATIONS;
+	s->salt_b64 = b64_encode(salt, AUTH_SCRAM_SALT_LEN);
+	return s->salt_b64 != NULL ? 0 : -1;
+}
+
+/* Fills the keys, salt and iterations of s from a plain or SCRAM secret,
+ * or makes it a mock exchange when secret is NULL. */
+static int server_load_secret(struct scram_server *s, const char *secret,
+                              const uint8_t salt[AUTH_SCRAM_SALT_LEN])
 {
 	struct scram_verifier v;
 
+	if (secret == NULL)
+		return server_mock(s, salt);
 	switch (auth_secret_kind(secret)) {
 	case AUTH_SECRET_MD5:
 		return -1;  /* md5(password || user) cannot make SCRAM keys */
 	case AUTH_SECRET_PLAIN:
-		return server_keys_from_password(s, secret);
+		return server_keys_from_password(s, secret, salt);
 	case AUTH_SECRET_SCRAM:
 		break;
 	}
@@ -474,6 +501,7 @@ static int parse_client_first(struct scram_server *s, char *msg, char **nonce)
 
 int auth_scram_server_first_with_nonce(struct scram_server *s,
                                        const char *secret,
+                                       const uint8_t salt[AUTH_SCRAM_SALT_LEN],
                                        const char *client_first, size_t len,
                                        const char *server_nonce,
                                        char **server_first)
@@ -488,7 +516,7 @@ int auth_scram_server_first_with_nonce(struct scram_server *s,
 		return -1;
 	msg = copy_message(client_first, len);
 	if (msg == NULL || parse_client_first(s, msg, &client_nonce) < 0 ||
-	    server_load_secret(s, secret) < 0)
+	    server_load_secret(s, secret, salt) < 0)
 		goto fail;
 	s->nonce = str_printf("%s%s", client_nonce, server_nonce);
 	if (s->nonce == NULL)
@@ -508,6 +536,7 @@ fail:
 }
 
 int auth_scram_server_first(struct scram_server *s, const char *secret,
+                            const uint8_t salt[AUTH_SCRAM_SALT_LEN],
                             const char *client_first, size_t len,
                             char **server_first)
 {
@@ -517,8 +546,8 @@ int auth_scram_server_first(struct scram_server *s, const char *secret,
 	*server_first = NULL;
 	if (server_nonce == NULL)
 		return -1;
-	rc = auth_scram_server_first_with_nonce(s, secret, client_first, len,
-	                                        server_nonce, server_first);
+	rc = auth_scram_server_first_with_nonce(s, secret, salt, client_first,
+	                                        len, server_nonce, server_first);
 	free(server_nonce);
 	return rc;
 }
@@ -575,7 +604,8 @@ static int verify_proof(struct scram_server *s, const char *auth_message,
 	uint8_t stored_key[AUTH_SCRAM_KEY_LEN];
 	int rc = -1;
 
-	if (hmac_sha256(s->stored_key, sizeof(s->stored_key), auth_message,
+	if (s->mock ||
+	    hmac_sha256(s->stored_key, sizeof(s->stored_key), auth_message,
 	                signature) < 0)
 		return -1;
 	for (size_t i = 0; i < sizeof(client_key); i++)

@@ -14,6 +14,8 @@
 
 #define AUTH_MD5_LEN 35 /* "md5" + 32 hex digits, without the NUL */
 #define AUTH_SCRAM_KEY_LEN 32 /* SHA-256 output: ClientKey, ServerKey, ... */
+#define AUTH_SCRAM_SALT_LEN 16 /* bytes, as PostgreSQL makes them */
+#define AUTH_MOCK_KEY_LEN 32  /* the per-process secret of auth_mock_digest */
 
 /*
  * Iteration counts accepted in a verifier or a server-first-message. PBKDF2
@@ -53,6 +55,16 @@ int auth_md5_response(const char *secret, const char *user,
 bool auth_md5_check(const char *secret, const char *user,
                     const uint8_t salt[4], const char *response);
 
+/*
+ * HMAC-SHA-256(key, purpose ":" user) into out; 0 or -1. key is a random
+ * per-process secret, so the digest is stable for a name but cannot be
+ * guessed: PostgreSQL's scram_mock_salt idea. It answers an unknown user
+ * as a known one would be answered (the SCRAM salt, purpose "salt"; which
+ * challenge md5 mode sends, "kind") without telling the two apart.
+ */
+int auth_mock_digest(const uint8_t key[AUTH_MOCK_KEY_LEN], const char *purpose,
+                     const char *user, uint8_t out[AUTH_SCRAM_KEY_LEN]);
+
 /* Fills buf with len cryptographically random bytes; 0 or -1. */
 int auth_random_bytes(uint8_t *buf, size_t len);
 
@@ -72,17 +84,23 @@ struct scram_server {
 	 * auth_scram_client_final_keys() without knowing the password. */
 	uint8_t client_key[AUTH_SCRAM_KEY_LEN];
 	bool has_client_key;      /* set only by a successful server_final */
+	bool mock;                /* no secret: every proof fails */
 };
 
 /*
  * Starts an exchange from the client-first-message (the SASLInitialResponse
- * data). secret is plain (a fresh salt and 4096 iterations are made) or a
- * SCRAM verifier; an md5 secret cannot do SCRAM and fails.
+ * data). secret is plain (salt and 4096 iterations make its keys, one
+ * PBKDF2), a SCRAM verifier (its own salt), or NULL for a mock exchange
+ * (salt and 4096 iterations are shown, no key is derived, the proof
+ * fails); an md5 secret cannot do SCRAM and fails. salt: AUTH_SCRAM_SALT_LEN
+ * bytes, used unless secret is a verifier; give the same salt for the same
+ * user (auth_mock_digest) so that nothing tells the three cases apart.
  * On 0, *server_first is a malloc'd NUL-terminated server-first-message
  * for AuthenticationSASLContinue; the caller frees it. -1 on malformed
  * input or unusable secret; the state then needs only auth_scram_server_free.
  */
 int auth_scram_server_first(struct scram_server *s, const char *secret,
+                            const uint8_t salt[AUTH_SCRAM_SALT_LEN],
                             const char *client_first, size_t len,
                             char **server_first);
 
@@ -93,6 +111,7 @@ int auth_scram_server_first(struct scram_server *s, const char *secret,
  */
 int auth_scram_server_first_with_nonce(struct scram_server *s,
                                        const char *secret,
+                                       const uint8_t salt[AUTH_SCRAM_SALT_LEN],
                                        const char *client_first, size_t len,
                                        const char *server_nonce,
                                        char **server_first);

@@ -425,9 +425,12 @@ static void detach(struct client *c)
 static void log_close(struct client *c, const char *reason)
 {
 	uint64_t age_ms = uv_now(c->conn.ctx->loop) - c->connect_time;
+	char esc[2048];
 
+	/* A reason may quote what the client sent (client_fail's message). */
 	if (c->conn.ctx->config->log_disconnections)
-		log_info(&c->conn, "closing because: %s (age=%llus)", reason,
+		log_info(&c->conn, "closing because: %s (age=%llus)",
+		         log_escape(reason, esc, sizeof(esc)),
 		         (unsigned long long)(age_ms / 1000));
 }
 
@@ -443,6 +446,7 @@ void client_close(struct client *c, const char *reason)
 int client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 {
 	char message[512];
+	char esc[2048];
 	struct msgbuf mb;
 	va_list ap;
 
@@ -452,7 +456,8 @@ int client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
 	if (c->conn.ctx->config->log_pooler_errors)
-		log_warn(&c->conn, "pooler error: %s", message);
+		log_warn(&c->conn, "pooler error: %s",
+		         log_escape(message, esc, sizeof(esc)));
 	msgbuf_init(&mb);
 	codec_put_error(&mb, "FATAL", sqlstate, message);
 	conn_queue_msgbuf(&c->conn, &mb);
@@ -513,13 +518,15 @@ void client_host_port(const struct client *c, char *host, size_t len, int *port)
 static void describe(const struct conn *conn, char *buf, size_t len)
 {
 	const struct client *c = conn->owner;
+	char db[LOG_ESCAPED_NAME], user[LOG_ESCAPED_NAME];
 	char host[64];
 	int port;
 
 	client_host_port(c, host, sizeof(host), &port);
 	snprintf(buf, len, "C-%llu: %s/%s@%s:%d", (unsigned long long)c->id,
-	         c->database ? c->database : "(nodb)",
-	         c->user ? c->user : "(nouser)", host, port);
+	         c->database ? log_escape(c->database, db, sizeof(db)) : "(nodb)",
+	         c->user ? log_escape(c->user, user, sizeof(user)) : "(nouser)",
+	         host, port);
 }
 
 static const struct conn_ops client_ops = {

@@ -69,6 +69,8 @@ struct client {
 	union peer_addr peer;      /* its address (AF_UNSPEC on the unix socket) */
 	bool over_limit;           /* accepted past max_client_conn */
 	bool is_admin_user;        /* in admin_users (else stats_users only) */
+	bool ssl_requested;        /* SSLRequest answered: a second is refused */
+	bool gssenc_requested;     /* GSSENCRequest answered, likewise */
 	bool batch_open;           /* extended messages sent since the last Sync */
 	bool wait_notified;        /* query_wait_notify sent for this wait */
 	bool query_timed_out;      /* query_timeout fired, cancel sent */

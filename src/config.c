@@ -526,7 +526,7 @@ const char *config_find_secret(const struct config *cfg, const char *user)
 	return secret;
 }
 
-bool config_list_contains(const char *list, const char *name)
+static bool list_contains(const char *list, const char *name, bool exact)
 {
 	size_t len = strlen(name), n;
 	const char *p = list;
@@ -536,11 +536,22 @@ bool config_list_contains(const char *list, const char *name)
 	while (*p) {
 		p += strspn(p, "," CONFIG_SPACES);
 		n = strcspn(p, "," CONFIG_SPACES);
-		if (n == len && strncasecmp(p, name, n) == 0)
+		if (n == len && (exact ? strncmp(p, name, n)
+		                       : strncasecmp(p, name, n)) == 0)
 			return true;
 		p += n;
 	}
 	return false;
+}
+
+bool config_list_contains(const char *list, const char *name)
+{
+	return list_contains(list, name, false);
+}
+
+bool config_list_contains_exact(const char *list, const char *name)
+{
+	return list_contains(list, name, true);
 }
 
 const char *config_pool_mode_name(enum pool_mode mode)

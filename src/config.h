@@ -198,6 +198,10 @@ const char *config_find_secret(const struct config *cfg, const char *user);
  * around items ignored); used for admin_users, ignore_startup_parameters... */
 bool config_list_contains(const char *list, const char *name);
 
+/* The same with names compared exactly, as user names are (admin_users,
+ * stats_users: PgBouncer and the auth_file are case sensitive). */
+bool config_list_contains_exact(const char *list, const char *name);
+
 /*
  * For a reload: every setting that cannot change at run time and differs
  * between next and running is reported to warn_fn and set back to the

@@ -113,10 +113,13 @@ int control_reload(struct sluice *ctx, char *err, size_t errlen)
 int control_set(struct sluice *ctx, const char *key, const char *value,
                 char *err, size_t errlen)
 {
+	char key_esc[LOG_ESCAPED_NAME], value_esc[4 * LOG_ESCAPED_NAME];
+
 	if (config_set(ctx->config, key, value, err, errlen) < 0)
 		return -1;
 	apply_config(ctx);
-	log_info(NULL, "SET %s = %s", key, value);
+	log_info(NULL, "SET %s = %s", log_escape(key, key_esc, sizeof(key_esc)),
+	         log_escape(value, value_esc, sizeof(value_esc)));
 	return 0;
 }
 
@@ -124,6 +127,8 @@ int control_set(struct sluice *ctx, const char *key, const char *value,
 
 void control_pause(struct sluice *ctx, const char *db)
 {
+	char esc[LOG_ESCAPED_NAME];
+
 	/* The database is paused, not just its pools: new ones wait too. */
 	if (!db)
 		ctx->paused = true;
@@ -135,7 +140,7 @@ void control_pause(struct sluice *ctx, const char *db)
 		if (pool_matches(pool, db))
 			close_idle_servers(pool, "PAUSE");
 	}
-	log_info(NULL, "PAUSE %s", db ? db : "(all)");
+	log_info(NULL, "PAUSE %s", db ? log_escape(db, esc, sizeof(esc)) : "(all)");
 }
 
 static void refresh_reading(struct sluice *ctx)
@@ -154,6 +159,8 @@ static void refresh_reading(struct sluice *ctx)
 
 void control_resume(struct sluice *ctx, const char *db)
 {
+	char esc[LOG_ESCAPED_NAME];
+
 	if (!db) {
 		ctx->paused = false;
 		free(ctx->paused_dbs);
@@ -171,7 +178,7 @@ void control_resume(struct sluice *ctx, const char *db)
 		if (pool_matches(pool, db))
 			pool_launch_needed(pool);
 	}
-	log_info(NULL, "RESUME %s", db ? db : "(all)");
+	log_info(NULL, "RESUME %s", db ? log_escape(db, esc, sizeof(esc)) : "(all)");
 }
 
 bool control_pause_done(struct sluice *ctx, const char *db)
@@ -196,6 +203,8 @@ void control_suspend(struct sluice *ctx)
 
 void control_reconnect(struct sluice *ctx, const char *db)
 {
+	char esc[LOG_ESCAPED_NAME];
+
 	for (struct list *l = ctx->pools.next; l != &ctx->pools; l = l->next) {
 		struct pool *pool = LIST_ENTRY(l, struct pool, node);
 
@@ -204,7 +213,7 @@ void control_reconnect(struct sluice *ctx, const char *db)
 		pool->generation++;
 		close_idle_servers(pool, "RECONNECT");
 	}
-	log_info(NULL, "RECONNECT %s", db ? db : "(all)");
+	log_info(NULL, "RECONNECT %s", db ? log_escape(db, esc, sizeof(esc)) : "(all)");
 }
 
 bool control_wait_close_done(struct sluice *ctx, const char *db)
@@ -229,7 +238,10 @@ bool control_is_disabled(const struct sluice *ctx, const char *db)
 void control_disable(struct sluice *ctx, const char *db, bool disable)
 {
 	name_list_set(&ctx->disabled_dbs, db, disable);
-	log_info(NULL, "%s %s", disable ? "DISABLE" : "ENABLE", db);
+	char esc[LOG_ESCAPED_NAME];
+
+	log_info(NULL, "%s %s", disable ? "DISABLE" : "ENABLE",
+	         log_escape(db, esc, sizeof(esc)));
 }
 
 bool control_is_paused(const struct sluice *ctx, const char *db)
@@ -240,6 +252,7 @@ bool control_is_paused(const struct sluice *ctx, const char *db)
 int control_kill(struct sluice *ctx, const char *db)
 {
 	int killed = 0;
+	char esc[LOG_ESCAPED_NAME];
 
 	name_list_set(&ctx->paused_dbs, db, true);
 	for (struct list *l = ctx->clients.next; l != &ctx->clients; l = l->next) {
@@ -261,7 +274,8 @@ int control_kill(struct sluice *ctx, const char *db)
 			server_close(LIST_ENTRY(pool->used.next, struct server, node),
 			             "KILL");
 	}
-	log_info(NULL, "KILL %s: %d clients", db, killed);
+	log_info(NULL, "KILL %s: %d clients", log_escape(db, esc, sizeof(esc)),
+	         killed);
 	return killed;
 }
 

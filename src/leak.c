@@ -259,31 +259,6 @@ void leak_free(struct client *c)
 
 /* --- episodes --------------------------------------------------------- */
 
-/* text with '"' and '\' escaped and control bytes as \n, \t, \xNN, so the
- * log line stays one line. */
-static void escape(const char *text, char *out, size_t outlen)
-{
-	size_t n = 0;
-
-	for (const unsigned char *p = (const unsigned char *)text; *p && n + 5 < outlen; p++) {
-		if (*p == '"' || *p == '\\') {
-			out[n++] = '\\';
-			out[n++] = (char)*p;
-		} else if (*p == '\n') {
-			n += (size_t)snprintf(out + n, outlen - n, "\\n");
-		} else if (*p == '\r') {
-			n += (size_t)snprintf(out + n, outlen - n, "\\r");
-		} else if (*p == '\t') {
-			n += (size_t)snprintf(out + n, outlen - n, "\\t");
-		} else if (*p < 0x20 || *p == 0x7f) {
-			n += (size_t)snprintf(out + n, outlen - n, "\\x%02x", *p);
-		} else {
-			out[n++] = (char)*p;
-		}
-	}
-	out[n] = '\0';
-}
-
 static void log_start(struct client *c, uint64_t now)
 {
 	const struct server *s = c->server;
@@ -291,19 +266,23 @@ static void log_start(struct client *c, uint64_t now)
 	size_t room = (size_t)cfg_of(c)->idle_transaction_log_statement_length * 4 + 1;
 	char *stmt = malloc(room);
 	char app_esc[256];
+	char user_esc[LOG_ESCAPED_NAME];
+	char db_esc[LOG_ESCAPED_NAME];
 	char host[64];
 	int port;
 
 	if (!stmt)
 		return;
-	escape(last_statement(c), stmt, room);
-	escape(app ? app : "", app_esc, sizeof(app_esc));
+	log_escape(last_statement(c), stmt, room);
+	log_escape(app ? app : "", app_esc, sizeof(app_esc));
 	client_host_port(c, host, sizeof(host), &port);
 	log_warn(&c->conn, "leak_start client=C-%llu user=%s database=%s "
 	         "application_name=\"%s\" client_addr=%s client_port=%d "
 	         "server=%s:%d backend_pid=%u idle_s=%.3f xact_age_s=%.3f "
 	         "state=%c last_statement=\"%s\" truncated=%s",
-	         (unsigned long long)c->id, c->user, c->database, app_esc, host,
+	         (unsigned long long)c->id,
+	         log_escape(c->user, user_esc, sizeof(user_esc)),
+	         log_escape(c->database, db_esc, sizeof(db_esc)), app_esc, host,
 	         port, s->pool->target.host ? s->pool->target.host : "unix",
 	         s->pool->target.port, s->backend_pid,
 	         (double)(now - c->idle_xact_since) / 1000.0,
@@ -502,6 +481,7 @@ void leak_stats_tick(struct sluice *ctx, uint64_t now)
 	ctx->last_leak_stats = now;
 	for (struct list *l = ctx->pools.next; l != &ctx->pools; l = l->next) {
 		const struct pool *pool = LIST_ENTRY(l, const struct pool, node);
+		char db_esc[LOG_ESCAPED_NAME], user_esc[LOG_ESCAPED_NAME];
 		struct pool_leaks pl;
 
 		count_pool(ctx, pool, now, &pl);
@@ -509,7 +489,9 @@ void leak_stats_tick(struct sluice *ctx, uint64_t now)
 			continue;
 		log_info(NULL, "pool %s/%s: servers linked=%d pinned_by_idle_in_transaction=%d "
 		         "waiting_clients=%zu longest_idle_in_transaction_s=%.3f",
-		         pool->db_name, pool->user_name, pl.linked, pl.pinned,
+		         log_escape(pool->db_name, db_esc, sizeof(db_esc)),
+		         log_escape(pool->user_name, user_esc, sizeof(user_esc)),
+		         pl.linked, pl.pinned,
 		         list_count(&pool->waiting), (double)pl.longest_ms / 1000.0);
 	}
 }

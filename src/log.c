@@ -104,6 +104,33 @@ static size_t format_time(char *buf, size_t len)
 	return n;
 }
 
+const char *log_escape(const char *text, char *out, size_t outlen)
+{
+	size_t n = 0;
+
+	if (outlen == 0)
+		return "";
+	/* n + 5 < outlen: room for the longest escape, \xNN, and the NUL. */
+	for (const unsigned char *p = (const unsigned char *)text; *p && n + 5 < outlen; p++) {
+		if (*p == '"' || *p == '\\') {
+			out[n++] = '\\';
+			out[n++] = (char)*p;
+		} else if (*p == '\n') {
+			n += (size_t)snprintf(out + n, outlen - n, "\\n");
+		} else if (*p == '\r') {
+			n += (size_t)snprintf(out + n, outlen - n, "\\r");
+		} else if (*p == '\t') {
+			n += (size_t)snprintf(out + n, outlen - n, "\\t");
+		} else if (*p < 0x20 || *p == 0x7f) {
+			n += (size_t)snprintf(out + n, outlen - n, "\\x%02x", *p);
+		} else {
+			out[n++] = (char)*p;
+		}
+	}
+	out[n] = '\0';
+	return out;
+}
+
 /* The message in buf, or in a malloc'd copy (*heap) when it is longer:
  * a leak line with a long statement must stay whole. */
 static const char *format_message(char *buf, size_t len, char **heap,
@@ -128,7 +155,7 @@ void log_write(enum log_level level, const struct conn *conn, const char *fmt, .
 {
 	char buf[2048];
 	char stamp[64];
-	char ident[192] = "";
+	char ident[LOG_ESCAPED_NAME * 2 + 128] = ""; /* C-n: db/user@addr */
 	char *heap = NULL;
 	const char *msg;
 	va_list ap;

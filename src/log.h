@@ -6,6 +6,7 @@
 #define SLUICE_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct conn;
 
@@ -31,6 +32,19 @@ void log_detach_stderr(void);
 
 /* True if lines at level are written; lets callers skip costly formatting. */
 bool log_enabled(enum log_level level);
+
+/* Room for one escaped name (a PostgreSQL name is at most 63 bytes, each
+ * escaped in at most 4). */
+#define LOG_ESCAPED_NAME 256
+
+/*
+ * text as it may go into a log line: '"' and '\' escaped, control bytes
+ * as \n, \r, \t or \xNN, so that no client-supplied string can end the
+ * line or fake another; cut to fit outlen bytes with the NUL. Writes out and
+ * returns it, so a call can be an argument of log_*(). Every string a
+ * client or server chose goes through it before it is logged.
+ */
+const char *log_escape(const char *text, char *out, size_t outlen);
 
 /* Writes one line; conn (or NULL) gives the "C-n: db/user@addr:port" prefix. */
 void log_write(enum log_level level, const struct conn *conn, const char *fmt, ...)

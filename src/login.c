@@ -5,7 +5,9 @@
  * CancelRequest is routed), the startup parameters, authentication against
  * auth_file by auth_type, and the welcome a pool's parameters make. Errors
  * are PgBouncer's texts; the database is looked up only after a successful
- * authentication so names cannot be probed.
+ * authentication so names cannot be probed, and an unknown user is answered
+ * as a known one would be (mock SCRAM salt, same challenge, same error), so
+ * user names cannot be probed either.
  */
 #include <openssl/crypto.h>
 #include <stdlib.h>
@@ -25,7 +27,6 @@
 #include "server.h"
 #include "sluice.h"
 
-#define AUTH_FAILED "password authentication failed"
 #define SASL_FAILED "SASL authentication failed"
 
 static struct config *cfg_of(struct client *c)
@@ -67,9 +68,11 @@ static void admin_login(struct client *c)
 {
 	struct config *cfg = cfg_of(c);
 
+	/* Names match exactly, as in the auth_file: "ADMIN" is not "admin". */
 	c->is_admin_user = cfg->auth_type == AUTH_ANY ||
-	                   config_list_contains(cfg->admin_users, c->user);
-	if (!c->is_admin_user && !config_list_contains(cfg->stats_users, c->user)) {
+	                   config_list_contains_exact(cfg->admin_users, c->user);
+	if (!c->is_admin_user &&
+	    !config_list_contains_exact(cfg->stats_users, c->user)) {
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
 		            "not allowed to connect to the admin console");
 		return;
@@ -119,6 +122,43 @@ static bool over_client_caps(struct client *c, const struct db_config *db)
 	return false;
 }
 
+static void set_scram_keys(struct pool *pool, const uint8_t *client_key,
+                           const uint8_t *server_key)
+{
+	memcpy(pool->scram_client_key, client_key, sizeof(pool->scram_client_key));
+	memcpy(pool->scram_server_key, server_key, sizeof(pool->scram_server_key));
+	pool->has_scram_client_key = true;
+}
+
+/*
+ * SCRAM pass-through: a pool whose login user's auth_file secret is a
+ * verifier logs in to PostgreSQL with the ClientKey a client of that user
+ * proved. The keys belong to the user, as in PgBouncer, not to the first
+ * client of a pool: only a client of the login user itself gives them (a
+ * forced user= pool is shared by other users, whose keys are not its keys),
+ * every pool of that user takes them, and a new pool starts from them. The
+ * latest proof replaces the keys held: it always matches the auth_file's
+ * current verifier, so after a password change (and RELOAD) no pool keeps
+ * logging in with the old key. O(pools), at login only.
+ */
+static void keep_scram_keys(struct client *c, struct pool *pool)
+{
+	struct list *pools = &c->conn.ctx->pools;
+	bool proved = c->scram && c->scram->has_client_key &&
+	              strcmp(c->user, pool->user_name) == 0;
+
+	for (struct list *l = pools->next; l != pools; l = l->next) {
+		struct pool *p = LIST_ENTRY(l, struct pool, node);
+
+		if (strcmp(p->user_name, pool->user_name) != 0)
+			continue;
+		if (proved)
+			set_scram_keys(p, c->scram->client_key, c->scram->server_key);
+		else if (!pool->has_scram_client_key && p->has_scram_client_key)
+			set_scram_keys(pool, p->scram_client_key, p->scram_server_key);
+	}
+}
+
 static void authenticated(struct client *c)
 {
 	struct config *cfg = cfg_of(c);
@@ -146,11 +186,7 @@ static void authenticated(struct client *c)
 		client_fail(c, SQLSTATE_INTERNAL_ERROR, "out of memory");
 		return;
 	}
-	if (c->scram && c->scram->has_client_key && !pool->has_scram_client_key) {
-		memcpy(pool->scram_client_key, c->scram->client_key, 32);
-		memcpy(pool->scram_server_key, c->scram->server_key, 32);
-		pool->has_scram_client_key = true;
-	}
+	keep_scram_keys(c, pool);
 	c->pool = pool;
 	pool->client_count++;
 	pool->last_active = uv_now(c->conn.ctx->loop);
@@ -182,6 +218,64 @@ void client_welcome(struct client *c)
 
 /* --- authentication --------------------------------------------------- */
 
+/* The auth_file secret of the client's user; NULL for an unknown user and
+ * for an empty password, which PgBouncer and PostgreSQL never accept. */
+static const char *user_secret(struct client *c)
+{
+	const char *secret = config_find_secret(cfg_of(c), c->user);
+
+	return secret && *secret ? secret : NULL;
+}
+
+/* The per-process key of the mock answers, made at first use; NULL if
+ * libcrypto has no random bytes. */
+static const uint8_t *mock_key(struct client *c)
+{
+	struct sluice *ctx = c->conn.ctx;
+
+	if (!ctx->has_mock_key &&
+	    auth_random_bytes(ctx->mock_key, sizeof(ctx->mock_key)) == 0)
+		ctx->has_mock_key = true;
+	return ctx->has_mock_key ? ctx->mock_key : NULL;
+}
+
+/* PostgreSQL's answer to any failed password or SCRAM proof: the same for a
+ * wrong password, an unknown user and an empty auth_file password. */
+static void auth_failed(struct client *c)
+{
+	client_fail(c, SQLSTATE_INVALID_PASSWORD,
+	            "password authentication failed for user \"%s\"", c->user);
+}
+
+/*
+ * md5 mode asks a user whose secret is a SCRAM verifier for SCRAM (md5
+ * cannot check it) and any other user for md5. An unknown user gets SCRAM
+ * with the share of verifiers in the auth_file, picked by the mock key so
+ * that a name always gets the same answer: no answer says a name is
+ * unknown. O(auth_file), as the secret lookup already is.
+ */
+static bool md5_mode_wants_sasl(struct client *c, const char *secret)
+{
+	uint8_t digest[AUTH_SCRAM_KEY_LEN];
+	const uint8_t *key = mock_key(c);
+	uint32_t scram = 0, total = 0, pick;
+
+	if (secret)
+		return auth_secret_kind(secret) == AUTH_SECRET_SCRAM;
+	for (const struct auth_entry *e = cfg_of(c)->auth_entries; e; e = e->next) {
+		total++;
+		/* The prefix only: parsing every verifier would cost more. */
+		if (strncmp(e->secret, "SCRAM-SHA-256$", 14) == 0)
+			scram++;
+	}
+	if (scram == 0 || !key ||
+	    auth_mock_digest(key, "kind", c->user, digest) < 0)
+		return false;
+	pick = (uint32_t)digest[0] << 24 | (uint32_t)digest[1] << 16 |
+	       (uint32_t)digest[2] << 8 | digest[3];
+	return pick % total < scram;
+}
+
 static void start_sasl(struct client *c)
 {
 	static const char mechanisms[] = "SCRAM-SHA-256\0";
@@ -193,13 +287,13 @@ static void start_sasl(struct client *c)
 static void start_auth(struct client *c)
 {
 	struct config *cfg = cfg_of(c);
-	const char *secret = config_find_secret(cfg, c->user);
+	const char *secret = user_secret(c);
 
 	switch (cfg->auth_type) {
 	case AUTH_ANY:
 		return authenticated(c);
 	case AUTH_TRUST:
-		if (!secret) {
+		if (!config_find_secret(cfg, c->user)) {
 			client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
 			            "\"trust\" authentication failed");
 			return;
@@ -209,7 +303,7 @@ static void start_auth(struct client *c)
 		c->state = CLIENT_AUTH_PASSWORD;
 		return send_auth_request(c, PG_AUTH_CLEARTEXT, NULL, 0);
 	case AUTH_MD5:
-		if (secret && auth_secret_kind(secret) == AUTH_SECRET_SCRAM)
+		if (md5_mode_wants_sasl(c, secret))
 			return start_sasl(c);
 		if (auth_random_bytes(c->md5_salt, sizeof(c->md5_salt)) < 0) {
 			client_fail(c, SQLSTATE_INTERNAL_ERROR, "no random bytes");
@@ -242,7 +336,7 @@ static bool cleartext_matches(const char *secret, const char *user,
 
 static void password_message(struct client *c, const uint8_t *body, size_t len)
 {
-	const char *secret = config_find_secret(cfg_of(c), c->user);
+	const char *secret = user_secret(c);
 	const char *password = len > 0 && body[len - 1] == 0 ? (const char *)body : NULL;
 	bool ok;
 
@@ -252,38 +346,37 @@ static void password_message(struct client *c, const uint8_t *body, size_t len)
 		ok = cleartext_matches(secret, c->user, password);
 	else
 		ok = auth_md5_check(secret, c->user, c->md5_salt, password);
-	if (!ok) {
-		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, AUTH_FAILED);
-		return;
-	}
+	if (!ok)
+		return auth_failed(c);
 	authenticated(c);
 }
 
-/* An unknown user or an md5 secret still goes through the whole exchange,
- * against a random password, so that the failure looks the same. */
-static const char *sasl_secret(struct client *c, char *dummy, size_t len)
+/* The secret a SCRAM exchange runs against: NULL, a mock exchange, when
+ * there is none or it is md5, which cannot make SCRAM keys. */
+static const char *sasl_secret(struct client *c)
 {
-	const char *secret = config_find_secret(cfg_of(c), c->user);
-	uint8_t random[16];
+	const char *secret = user_secret(c);
 
-	if (secret && auth_secret_kind(secret) != AUTH_SECRET_MD5)
-		return secret;
-	auth_random_bytes(random, sizeof(random));
-	for (size_t i = 0; i < sizeof(random) && 2 * i + 2 < len; i++)
-		snprintf(dummy + 2 * i, 3, "%02x", random[i]);
-	return dummy;
+	return secret && auth_secret_kind(secret) != AUTH_SECRET_MD5 ? secret : NULL;
 }
 
 static void sasl_initial(struct client *c, const uint8_t *body, size_t len)
 {
-	char dummy[40] = "";
-	const char *secret = sasl_secret(c, dummy, sizeof(dummy));
+	const char *secret = sasl_secret(c);
+	const uint8_t *key = mock_key(c);
+	uint8_t salt[AUTH_SCRAM_KEY_LEN]; /* the first AUTH_SCRAM_SALT_LEN used */
 	struct codec_reader r;
 	const char *mechanism;
 	uint32_t data_len;
 	const uint8_t *data;
 	char *server_first = NULL;
 
+	/* Whatever the secret, the salt a plain password or a mock exchange
+	 * shows is the same for a name each time, as a verifier's is. */
+	if (!key || auth_mock_digest(key, "salt", c->user, salt) < 0) {
+		client_fail(c, SQLSTATE_INTERNAL_ERROR, "no random bytes");
+		return;
+	}
 	codec_reader_init(&r, body, len);
 	mechanism = codec_get_str(&r);
 	data_len = codec_get_u32(&r);
@@ -292,8 +385,8 @@ static void sasl_initial(struct client *c, const uint8_t *body, size_t len)
 		c->scram = calloc(1, sizeof(*c->scram));
 	if (!c->scram || !mechanism || !data ||
 	    strcmp(mechanism, "SCRAM-SHA-256") != 0 ||
-	    auth_scram_server_first(c->scram, secret, (const char *)data, data_len,
-	                            &server_first) < 0) {
+	    auth_scram_server_first(c->scram, secret, salt, (const char *)data,
+	                            data_len, &server_first) < 0) {
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, SASL_FAILED);
 		return;
 	}
@@ -304,15 +397,13 @@ static void sasl_initial(struct client *c, const uint8_t *body, size_t len)
 
 static void sasl_final(struct client *c, const uint8_t *body, size_t len)
 {
-	const char *secret = config_find_secret(cfg_of(c), c->user);
 	char *server_final = NULL;
 
-	if (!secret || auth_secret_kind(secret) == AUTH_SECRET_MD5 ||
-	    auth_scram_server_final(c->scram, (const char *)body, len,
+	/* A mock exchange fails here, as a wrong proof does. */
+	if (auth_scram_server_final(c->scram, (const char *)body, len,
 	                            &server_final) < 0) {
 		free(server_final);
-		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, SASL_FAILED);
-		return;
+		return auth_failed(c);
 	}
 	send_auth_request(c, PG_AUTH_SASL_FINAL, server_final, strlen(server_final));
 	free(server_final);
@@ -389,6 +480,7 @@ static void startup_message(struct client *c, const uint8_t *body, size_t len)
 {
 	struct startup_walk w = { .client = c };
 	int rc = codec_startup_params(body, len, take_param, &w);
+	char db_esc[LOG_ESCAPED_NAME], user_esc[LOG_ESCAPED_NAME];
 
 	/* Kept before any refusal, so the log line names who was refused. */
 	if (!w.database || !*w.database)
@@ -417,8 +509,9 @@ static void startup_message(struct client *c, const uint8_t *body, size_t len)
 	}
 	add_host_to_app_name(c);
 	if (cfg_of(c)->log_connections)
-		log_info(&c->conn, "login attempt: db=%s user=%s tls=no", c->database,
-		         c->user);
+		log_info(&c->conn, "login attempt: db=%s user=%s tls=no",
+		         log_escape(c->database, db_esc, sizeof(db_esc)),
+		         log_escape(c->user, user_esc, sizeof(user_esc)));
 	start_auth(c);
 }
 
@@ -439,6 +532,27 @@ static void cancel_message(struct client *c, const uint8_t *body, size_t len)
 	client_close(c, "cancel request");
 }
 
+/*
+ * SSLRequest and GSSENCRequest are answered 'N' (TLS comes in a later
+ * release), each at most once per connection as PostgreSQL allows: a client
+ * repeating them could otherwise make sluice queue answers without end.
+ */
+static void encryption_request(struct client *c, uint32_t code)
+{
+	bool *done = code == PG_SSL_REQUEST ? &c->ssl_requested
+	                                    : &c->gssenc_requested;
+
+	if (*done) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "duplicate %s",
+		            code == PG_SSL_REQUEST ? "SSLRequest" : "GSSENCRequest");
+		return;
+	}
+	*done = true;
+	conn_queue(&c->conn, "N", 1);
+	if (conn_flush(&c->conn, NULL) < 0)
+		client_close(c, "write failed");
+}
+
 /* One startup-phase packet whole in data; returns bytes used or 0. */
 static size_t startup_packet(struct client *c, const uint8_t *data, size_t len)
 {
@@ -456,9 +570,7 @@ static size_t startup_packet(struct client *c, const uint8_t *data, size_t len)
 	}
 	conn_need(&c->conn, 0);
 	if (code == PG_SSL_REQUEST || code == PG_GSSENC_REQUEST) {
-		conn_queue(&c->conn, "N", 1); /* TLS comes in a later release */
-		if (conn_flush(&c->conn, NULL) < 0)
-			client_close(c, "write failed");
+		encryption_request(c, code);
 	} else if (code == PG_CANCEL_REQUEST && plen != 16) {
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
 		            "invalid length of cancel request");

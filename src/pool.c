@@ -152,6 +152,7 @@ struct pool *pool_get(struct sluice *ctx, const char *db_name,
 	/* A database entry with its own user shares one pool among clients. */
 	const char *login_user = db->user ? db->user : user_name;
 	struct pool *pool = find_pool(ctx, db_name, login_user);
+	char db_esc[LOG_ESCAPED_NAME], user_esc[LOG_ESCAPED_NAME];
 
 	if (pool)
 		return pool;
@@ -176,7 +177,9 @@ struct pool *pool_get(struct sluice *ctx, const char *db_name,
 		pool_free(pool);
 		return NULL;
 	}
-	log_info(NULL, "new pool %s/%s: %s mode, pool_size %d", db_name, login_user,
+	log_info(NULL, "new pool %s/%s: %s mode, pool_size %d",
+	         log_escape(db_name, db_esc, sizeof(db_esc)),
+	         log_escape(login_user, user_esc, sizeof(user_esc)),
 	         config_pool_mode_name(pool->pool_mode), pool->limits.pool_size);
 	return pool;
 }
@@ -479,6 +482,7 @@ void pool_apply_config(struct pool *pool)
 	const struct db_config *db = config_find_db(cfg, pool->db_name);
 	const struct user_config *uc = config_find_user(cfg, pool->user_name);
 	struct pool_target target = { 0 };
+	char db_esc[LOG_ESCAPED_NAME], user_esc[LOG_ESCAPED_NAME];
 
 	if (!db)
 		return; /* removed: takes no new clients (login finds no entry) */
@@ -494,7 +498,8 @@ void pool_apply_config(struct pool *pool)
 	pool->target = target;
 	pool->generation++;
 	log_info(NULL, "pool %s/%s: server target changed, reconnecting",
-	         pool->db_name, pool->user_name);
+	         log_escape(pool->db_name, db_esc, sizeof(db_esc)),
+	         log_escape(pool->user_name, user_esc, sizeof(user_esc)));
 	while (!list_empty(&pool->idle))
 		server_close(LIST_ENTRY(pool->idle.next, struct server, node),
 		             "configuration changed");

@@ -110,7 +110,11 @@ static void send_startup(struct server *s)
 
 static void login_failed(struct server *s, const char *sqlstate, const char *msg)
 {
-	log_warn(&s->conn, "server login failed: %s", msg);
+	char esc[2048];
+
+	/* PostgreSQL's message may quote the client's user or database. */
+	log_warn(&s->conn, "server login failed: %s",
+	         log_escape(msg, esc, sizeof(esc)));
 	pool_server_failed(s->pool, sqlstate, msg);
 	server_close(s, "login failed");
 }
@@ -448,6 +452,21 @@ static void login_message(struct server *s, uint8_t type, const uint8_t *body,
 
 /* --- internal queries ------------------------------------------------- */
 
+/* The query quotes values clients set (application_name...): escaped,
+ * whole, and only when debug lines are written. */
+static void log_internal(struct server *s, const char *sql)
+{
+	size_t room = 4 * strlen(sql) + 6; /* log_escape's worst case */
+	char *esc;
+
+	if (!log_enabled(LOG_LEVEL_DEBUG))
+		return;
+	esc = malloc(room);
+	if (esc)
+		log_debug(&s->conn, "internal query: %s", log_escape(sql, esc, room));
+	free(esc);
+}
+
 static void run_internal(struct server *s, const char *sql, enum server_next next)
 {
 	struct msgbuf mb;
@@ -456,7 +475,7 @@ static void run_internal(struct server *s, const char *sql, enum server_next nex
 	s->next = next;
 	s->internal_failed = false;
 	s->expected_ready = 1;
-	log_debug(&s->conn, "internal query: %s", sql);
+	log_internal(s, sql);
 	msgbuf_init(&mb);
 	codec_put_query(&mb, sql);
 	send_now(s, &mb);
@@ -593,6 +612,7 @@ static void internal_message(struct server *s, uint8_t type, const uint8_t *body
                              size_t len)
 {
 	struct pg_error_fields err;
+	char esc[16], esc2[2048];
 
 	switch (type) {
 	case PG_MSG_READY_FOR_QUERY:
@@ -601,8 +621,9 @@ static void internal_message(struct server *s, uint8_t type, const uint8_t *body
 		return internal_done(s);
 	case PG_MSG_ERROR:
 		server_error_fields(body, len, &err);
-		log_warn(&s->conn, "internal query failed: %s %s", err.sqlstate,
-		         err.message);
+		log_warn(&s->conn, "internal query failed: %s %s",
+		         log_escape(err.sqlstate, esc, sizeof(esc)),
+		         log_escape(err.message, esc2, sizeof(esc2)));
 		s->internal_failed = true;
 		return;
 	case PG_MSG_PARAMETER_STATUS:
@@ -772,6 +793,7 @@ static void idle_message(struct server *s, uint8_t type, const uint8_t *body,
                          size_t len)
 {
 	struct pg_error_fields err;
+	char esc[2048];
 
 	switch (type) {
 	case PG_MSG_PARAMETER_STATUS:
@@ -781,7 +803,8 @@ static void idle_message(struct server *s, uint8_t type, const uint8_t *body,
 		return;
 	case PG_MSG_ERROR:
 		server_error_fields(body, len, &err);
-		log_warn(&s->conn, "idle server sent error: %s", err.message);
+		log_warn(&s->conn, "idle server sent error: %s",
+		         log_escape(err.message, esc, sizeof(esc)));
 		return server_close(s, "error from idle server");
 	default:
 		server_close(s, "unexpected message from idle server");
@@ -876,9 +899,13 @@ static void describe(const struct conn *conn, char *buf, size_t len)
 {
 	const struct server *s = conn->owner;
 	const struct pool_target *t = &s->pool->target;
+	char db[LOG_ESCAPED_NAME], user[LOG_ESCAPED_NAME];
 
+	/* Both names may come from a client (autodb, the login user). */
 	snprintf(buf, len, "S-%llu: %s/%s@%s:%d", (unsigned long long)s->id,
-	         s->pool->db_name, t->user, t->host ? t->host : "unix", t->port);
+	         log_escape(s->pool->db_name, db, sizeof(db)),
+	         log_escape(t->user, user, sizeof(user)),
+	         t->host ? t->host : "unix", t->port);
 }
 
 static const struct conn_ops server_ops = {
@@ -907,11 +934,13 @@ void server_client_gone(struct server *s, bool client_mid_message, bool batch_op
 void server_close(struct server *s, const char *reason)
 {
 	struct client *client = s->client;
+	char esc[2048];
 
 	if (s->conn.closing)
 		return;
 	if (cfg_of(s)->log_disconnections)
-		log_info(&s->conn, "closing because: %s", reason);
+		log_info(&s->conn, "closing because: %s",
+		         log_escape(reason, esc, sizeof(esc)));
 	if (s->resolving) {
 		s->resolving->data = NULL; /* resolved_cb frees it */
 		uv_cancel((uv_req_t *)s->resolving);

@@ -59,6 +59,8 @@ struct sluice {
 	struct prep_registry *prepared; /* distinct prepared statements */
 	uv_signal_t sigusr1;
 	uv_signal_t sigusr2;
+	uint8_t mock_key[32];      /* auth_mock_digest's key: random, per process */
+	bool has_mock_key;         /* mock_key made (at the first login) */
 };
 
 #endif

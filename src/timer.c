@@ -246,6 +246,7 @@ static void act_on(struct tick *t, struct due *d)
 static void check_autodb(struct tick *t, struct pool *pool)
 {
 	uint64_t limit = t->ctx->config->autodb_idle_timeout;
+	char db_esc[LOG_ESCAPED_NAME], user_esc[LOG_ESCAPED_NAME];
 
 	if (!pool->autodb || pool->client_count > 0 || !list_empty(&pool->used) ||
 	    !past(t->now, pool->last_active, limit))
@@ -257,7 +258,8 @@ static void check_autodb(struct tick *t, struct pool *pool)
 	if (pool->server_structs > 0)
 		return;
 	log_info(NULL, "pool %s/%s: autodb_idle_timeout reached, removed",
-	         pool->db_name, pool->user_name);
+	         log_escape(pool->db_name, db_esc, sizeof(db_esc)),
+	         log_escape(pool->user_name, user_esc, sizeof(user_esc)));
 	pool_free(pool);
 }
 

@@ -69,6 +69,12 @@ static const uint8_t rfc_server_key[AUTH_SCRAM_KEY_LEN] = {
 
 static const uint8_t md5_salt[4] = { 1, 2, 3, 4 };
 
+/* RFC_SALT decoded: the salt a plain or absent secret is given. */
+static const uint8_t TEST_SALT[AUTH_SCRAM_SALT_LEN] = {
+	0x5b, 0x6d, 0x99, 0x68, 0x9d, 0x12, 0x35, 0x8e,
+	0xec, 0xa0, 0x4b, 0x14, 0x12, 0x36, 0xfa, 0x81,
+};
+
 /* --- helpers --- */
 
 /* Runs the server side up to server-first; asserts it succeeded. */
@@ -77,7 +83,7 @@ static void server_start(struct scram_server *s, const char *secret,
 {
 	char *server_first = NULL;
 
-	cr_assert_eq(auth_scram_server_first(s, secret, client_first,
+	cr_assert_eq(auth_scram_server_first(s, secret, TEST_SALT, client_first,
 	                                     strlen(client_first),
 	                                     &server_first), 0);
 	free(server_first);
@@ -102,8 +108,8 @@ static void rfc_server(struct scram_server *s)
 	char *server_first = NULL;
 
 	cr_assert_eq(auth_scram_server_first_with_nonce(
-		s, RFC_VERIFIER, RFC_CLIENT_FIRST, strlen(RFC_CLIENT_FIRST),
-		RFC_SERVER_PART, &server_first), 0);
+		s, RFC_VERIFIER, TEST_SALT, RFC_CLIENT_FIRST,
+		strlen(RFC_CLIENT_FIRST), RFC_SERVER_PART, &server_first), 0);
 	cr_assert_str_eq(server_first, RFC_SERVER_FIRST);
 	free(server_first);
 }
@@ -140,8 +146,8 @@ static int round_trip(const char *secret, const char *password)
 	int rc = -1;
 
 	cr_assert_eq(auth_scram_client_first(&c, &first), 0);
-	cr_assert_eq(auth_scram_server_first(&s, secret, first, strlen(first),
-	                                     &server_first), 0);
+	cr_assert_eq(auth_scram_server_first(&s, secret, TEST_SALT, first,
+	                                     strlen(first), &server_first), 0);
 	cr_assert_eq(auth_scram_client_final(&c, password, server_first,
 	                                     strlen(server_first), &final), 0);
 	if (auth_scram_server_final(&s, final, strlen(final), &sfinal) == 0)
@@ -451,7 +457,7 @@ Test(scram_round_trip, pass_through_with_recovered_client_key)
 	cr_assert(app.has_client_key);
 
 	cr_assert_eq(auth_scram_client_first(&sluice, &first), 0);
-	cr_assert_eq(auth_scram_server_first(&postgres, PG15_VERIFIER, first,
+	cr_assert_eq(auth_scram_server_first(&postgres, PG15_VERIFIER, TEST_SALT, first,
 	                                     strlen(first), &server_first), 0);
 	cr_assert_eq(auth_scram_client_final_keys(&sluice, app.client_key,
 	                                          app.server_key, server_first,
@@ -496,7 +502,7 @@ Test(scram_malformed, client_first)
 		struct scram_server s = { 0 };
 		char *out = NULL;
 
-		cr_assert_eq(auth_scram_server_first(&s, "pencil", bad[i],
+		cr_assert_eq(auth_scram_server_first(&s, "pencil", TEST_SALT, bad[i],
 		                                     strlen(bad[i]), &out), -1,
 		             "accepted %s", bad[i]);
 		cr_assert_null(out);
@@ -510,7 +516,7 @@ Test(scram_malformed, client_first_with_nul_byte)
 	const char msg[] = "n,,n=user,r=abc\0def";
 	char *out = NULL;
 
-	cr_assert_eq(auth_scram_server_first(&s, "pencil", msg, sizeof(msg) - 1,
+	cr_assert_eq(auth_scram_server_first(&s, "pencil", TEST_SALT, msg, sizeof(msg) - 1,
 	                                     &out), -1);
 	auth_scram_server_free(&s);
 }
@@ -523,7 +529,7 @@ Test(scram_malformed, accepts_y_flag_and_extensions)
 	server_start(&s, "pencil", "y,,n=anyone,r=abc,x=ext");
 	auth_scram_server_free(&s);
 	/* An md5 secret cannot make SCRAM keys. */
-	cr_assert_eq(auth_scram_server_first(&s, MD5_FOO_BAR, RFC_CLIENT_FIRST,
+	cr_assert_eq(auth_scram_server_first(&s, MD5_FOO_BAR, TEST_SALT, RFC_CLIENT_FIRST,
 	                                     strlen(RFC_CLIENT_FIRST), &out), -1);
 	auth_scram_server_free(&s);
 }
@@ -621,7 +627,7 @@ Test(scram_malformed, out_of_order_calls)
 	cr_assert_eq(auth_scram_client_final(&c, "pencil", RFC_SERVER_FIRST,
 	                                     strlen(RFC_SERVER_FIRST), &out), -1);
 	rfc_server(&s);
-	cr_assert_eq(auth_scram_server_first(&s, "pencil", RFC_CLIENT_FIRST,
+	cr_assert_eq(auth_scram_server_first(&s, "pencil", TEST_SALT, RFC_CLIENT_FIRST,
 	                                     strlen(RFC_CLIENT_FIRST), &out), -1);
 	cr_assert_null(out);
 	auth_scram_server_free(&s);
@@ -712,9 +718,75 @@ Test(scram_malformed, test_entry_points_check_their_input)
 	             -1);
 	cr_assert_eq(auth_scram_client_first_with_nonce(&c, NULL, "", &out), -1);
 	cr_assert_eq(auth_scram_server_first_with_nonce(
-		&s, "pencil", RFC_CLIENT_FIRST, strlen(RFC_CLIENT_FIRST),
+		&s, "pencil", TEST_SALT, RFC_CLIENT_FIRST, strlen(RFC_CLIENT_FIRST),
 		"bad nonce", &out), -1);
 	cr_assert_null(out);
 	auth_scram_client_free(&c);
 	auth_scram_server_free(&s);
+}
+
+/* --- SCRAM: mock exchanges and the salt of a plain password --- */
+
+/* A plain password shows the salt it is given: with the RFC's salt, the
+ * RFC's exchange, byte for byte. */
+Test(scram_mock, plain_password_uses_the_given_salt)
+{
+	struct scram_server s = { 0 };
+	char *server_first = NULL, *server_final = NULL;
+
+	cr_assert_eq(auth_scram_server_first_with_nonce(
+		&s, "pencil", TEST_SALT, RFC_CLIENT_FIRST,
+		strlen(RFC_CLIENT_FIRST), RFC_SERVER_PART, &server_first), 0);
+	cr_assert_str_eq(server_first, RFC_SERVER_FIRST);
+	cr_assert_eq(auth_scram_server_final(&s, RFC_CLIENT_FINAL,
+	                                     strlen(RFC_CLIENT_FINAL),
+	                                     &server_final), 0);
+	cr_assert_str_eq(server_final, RFC_SERVER_FINAL);
+	free(server_first);
+	free(server_final);
+	auth_scram_server_free(&s);
+}
+
+/* No secret: the server-first a verifier with that salt would give, and
+ * then even the right proof fails. */
+Test(scram_mock, looks_like_a_verifier_and_always_fails)
+{
+	struct scram_server s = { 0 };
+	char *server_first = NULL, *server_final = NULL;
+
+	cr_assert_eq(auth_scram_server_first_with_nonce(
+		&s, NULL, TEST_SALT, RFC_CLIENT_FIRST, strlen(RFC_CLIENT_FIRST),
+		RFC_SERVER_PART, &server_first), 0);
+	cr_assert_str_eq(server_first, RFC_SERVER_FIRST);
+	cr_assert_eq(auth_scram_server_final(&s, RFC_CLIENT_FINAL,
+	                                     strlen(RFC_CLIENT_FINAL),
+	                                     &server_final), -1);
+	cr_assert_null(server_final);
+	cr_assert_not(s.has_client_key);
+	free(server_first);
+	auth_scram_server_free(&s);
+}
+
+/* HMAC-SHA-256(key, "purpose:user"), checked against OpenSSL directly:
+ * stable for a name, different for another name, purpose or key. */
+Test(scram_mock, digest_is_keyed_per_name_and_purpose)
+{
+	uint8_t key[AUTH_MOCK_KEY_LEN] = { 7 };
+	uint8_t a[AUTH_SCRAM_KEY_LEN], b[AUTH_SCRAM_KEY_LEN];
+	uint8_t expected[AUTH_SCRAM_KEY_LEN];
+	unsigned int len = 0;
+
+	HMAC(EVP_sha256(), key, sizeof(key), (const uint8_t *)"salt:alice", 10,
+	     expected, &len);
+	cr_assert_eq(auth_mock_digest(key, "salt", "alice", a), 0);
+	cr_assert_eq(memcmp(a, expected, sizeof(a)), 0);
+	cr_assert_eq(auth_mock_digest(key, "salt", "alice", b), 0);
+	cr_assert_eq(memcmp(a, b, sizeof(a)), 0);
+	cr_assert_eq(auth_mock_digest(key, "salt", "alicE", b), 0);
+	cr_assert_neq(memcmp(a, b, sizeof(a)), 0);
+	cr_assert_eq(auth_mock_digest(key, "kind", "alice", b), 0);
+	cr_assert_neq(memcmp(a, b, sizeof(a)), 0);
+	key[1] = 1;
+	cr_assert_eq(auth_mock_digest(key, "salt", "alice", b), 0);
+	cr_assert_neq(memcmp(a, b, sizeof(a)), 0);
 }
