@@ -324,6 +324,75 @@ Test(hostile, declared_length_without_bytes_costs_no_memory)
 	h_finish();
 }
 
+/* --- out of memory while queuing output ----------------------------------- */
+
+/* The fault-injection shim, built beside this test binary. */
+static void shim_path(char *buf, size_t len)
+{
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *slash;
+
+	cr_assert(n > 0);
+	self[n] = '\0';
+	slash = strrchr(self, '/');
+	*slash = '\0';
+	snprintf(buf, len, "%s/failrealloc.so", self);
+	cr_assert(access(buf, R_OK) == 0, "%s missing: make check builds it", buf);
+}
+
+/* The value of list name in SHOW LISTS. */
+static long show_list(PGconn *console, const char *name)
+{
+	PGresult *res = PQexec(console, "SHOW LISTS");
+	long v = -1;
+
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+	for (int i = 0; i < PQntuples(res); i++)
+		if (strcmp(PQgetvalue(res, i, 0), name) == 0)
+			v = atol(PQgetvalue(res, i, 1));
+	PQclear(res);
+	return v;
+}
+
+Test(hostile, out_of_memory_while_queuing_closes_through_the_owner)
+{
+	const char *asan = getenv("ASAN_OPTIONS");
+	char shim[4200], asan_opts[1024];
+	uint8_t buf[256];
+	size_t len = 0;
+	PGconn *console;
+	int fd;
+
+	h_require_sluice();
+	shim_path(shim, sizeof(shim));
+	/* Growing a client's output to 64 KiB fails: the result below. */
+	snprintf(asan_opts, sizeof(asan_opts), "%s%sverify_asan_link_order=0",
+	         asan ? asan : "", asan ? ":" : "");
+	setenv("ASAN_OPTIONS", asan_opts, 1);
+	setenv("LD_PRELOAD", shim, 1);
+	setenv("SLUICE_FAILREALLOC_SIZE", "65536", 1);
+	start(NULL, NULL);
+	unsetenv("LD_PRELOAD");
+	unsetenv("SLUICE_FAILREALLOC_SIZE");
+	fd = h_raw_login(H_ALICE, NULL);
+	put_query(buf, &len, "SELECT repeat('x', 1000) FROM generate_series(1, 20000)");
+	cr_assert(h_raw_send(fd, buf, len));
+	/* Unread, the result stops its server; resumed, a whole read chunk
+	 * (64 KiB) of it is queued for the client in one pass. */
+	h_sleep_ms(1000);
+	cr_assert(h_raw_closed(fd, 10000), "the client was not closed");
+	close(fd);
+	cr_expect(h_log_wait("closing because: write failed", 5000),
+	          "no log line for the client closed on a failed write");
+	/* Closed through its owner: off the lists, and the server with it. */
+	console = h_connect(H_ADMIN, "dbname=pgbouncer");
+	cr_expect_eq(show_list(console, "used_clients"), 1);
+	PQfinish(console);
+	assert_serving();
+	h_finish();
+}
+
 /* --- max_client_conn at accept ------------------------------------------ */
 
 #define MAX_CLIENT_MSG "no more connections allowed (max_client_conn)"
