@@ -42,12 +42,14 @@
 #define ADMIN_NEEDED "admin access needed"
 /* An admin_users command sluice does not have yet. */
 
+/* The console pauses itself while its answers are pending: a client that
+ * sends commands without reading cannot make sluice buffer the answers. */
 static void send_and_ready(struct client *c, struct msgbuf *mb)
 {
 	codec_put_ready(mb, 'I');
 	conn_queue_msgbuf(&c->conn, mb);
 	msgbuf_free(mb);
-	if (conn_flush(&c->conn, NULL) < 0)
+	if (conn_flush(&c->conn, &c->conn) < 0)
 		client_close(c, "write failed");
 }
 
@@ -746,7 +748,9 @@ size_t admin_data(struct client *c, const uint8_t *data, size_t len)
 	size_t pos = 0;
 	struct pg_header h;
 
-	while (pos < len && !c->conn.closing) {
+	/* Commands behind one whose answer waits (PAUSE), or behind answers
+	 * the client has not read, stay held until it is their turn. */
+	while (pos < len && conn_may_read(&c->conn)) {
 		enum codec_result rc = codec_read_header(data + pos, len - pos, 1 << 20, &h);
 		const uint8_t *body = data + pos + PG_HEADER_LEN;
 		struct msgbuf mb;

@@ -54,25 +54,38 @@ static bool wait_done(struct client *c)
 	return false;
 }
 
+/* Sends the answer of a PAUSE or WAIT_CLOSE whose work is done; the
+ * commands the client sent behind it are read again. */
+static void answer_wait(struct client *c)
+{
+	struct msgbuf mb;
+
+	c->conn.ctx->admin_waits--;
+	msgbuf_init(&mb);
+	codec_put_command_complete(&mb, c->admin_wait == ADMIN_WAIT_PAUSE ?
+	                                "PAUSE" : "WAIT_CLOSE");
+	codec_put_ready(&mb, 'I');
+	c->admin_wait = ADMIN_WAIT_NONE;
+	conn_queue_msgbuf(&c->conn, &mb);
+	msgbuf_free(&mb);
+	if (conn_flush(&c->conn, &c->conn) < 0)
+		client_close(c, "write failed");
+	else
+		conn_want_read(&c->conn, true);
+}
+
 void admin_control_tick(struct sluice *ctx)
 {
-	for (struct list *l = ctx->clients.next; ctx->admin_waits > 0 &&
-	     l != &ctx->clients; l = l->next) {
-		struct client *c = LIST_ENTRY(l, struct client, node);
-		struct msgbuf mb;
+	struct list *next;
 
-		if (c->state != CLIENT_ADMIN || !wait_done(c))
-			continue;
-		ctx->admin_waits--;
-		msgbuf_init(&mb);
-		codec_put_command_complete(&mb, c->admin_wait == ADMIN_WAIT_PAUSE ?
-		                                "PAUSE" : "WAIT_CLOSE");
-		codec_put_ready(&mb, 'I');
-		c->admin_wait = ADMIN_WAIT_NONE;
-		conn_queue_msgbuf(&c->conn, &mb);
-		msgbuf_free(&mb);
-		if (conn_flush(&c->conn, NULL) == 0)
-			conn_want_read(&c->conn, true);
+	/* next is taken first: answer_wait may close (and unlist) c */
+	for (struct list *l = ctx->clients.next; ctx->admin_waits > 0 &&
+	     l != &ctx->clients; l = next) {
+		struct client *c = LIST_ENTRY(l, struct client, node);
+
+		next = l->next;
+		if (c->state == CLIENT_ADMIN && wait_done(c))
+			answer_wait(c);
 	}
 }
 

@@ -100,11 +100,16 @@ void client_start(struct client *c)
 	list_append(&ctx->clients, &c->node);
 	ctx->client_count++;
 	ctx->login_count++;
-	/* Counted but refused after its startup packet, as PgBouncer does. */
-	c->over_limit = ctx->client_count > ctx->config->max_client_conn;
 	c->conn.max_packet = (uint32_t)ctx->config->max_packet_size;
 	conn_set_tcp_options(&c->conn, ctx->config);
 	conn_peer_addr(&c->conn, &c->peer);
+	/* Refused at once, with PgBouncer's error: held until a startup
+	 * packet or client_login_timeout, a flood would use up the fds. */
+	if (ctx->client_count > ctx->config->max_client_conn) {
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
+		            "no more connections allowed (max_client_conn)");
+		return;
+	}
 	auth_random_bytes(key, sizeof(key));
 	memcpy(&c->cancel_pid, key, 4);
 	memcpy(&c->cancel_key, key + 4, 4);
@@ -269,8 +274,9 @@ static size_t query_data(struct client *c, const uint8_t *data, size_t len)
 	if (c->state == CLIENT_ACTIVE && c->server &&
 	    conn_flush(&c->server->conn, &c->conn) < 0)
 		server_close(c->server, "write failed");
-	if (c->conn.out_len > 0 && conn_flush(&c->conn, NULL) < 0)
-		client_close(c, "write failed"); /* answers sluice gave itself */
+	/* Answers sluice gave itself: unread, they pause this client. */
+	if (c->conn.out_len > 0 && conn_flush(&c->conn, &c->conn) < 0)
+		client_close(c, "write failed");
 	return pos;
 }
 

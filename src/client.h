@@ -87,7 +87,8 @@ void client_login_done(struct client *client);
  * listener can accept into it; NULL on allocation failure. */
 struct client *client_new(struct sluice *ctx, bool is_unix);
 
-/* The listener accepted into client: count it and start reading. */
+/* The listener accepted into client: count it and start reading; past
+ * max_client_conn it gets the error and is closed at once. */
 void client_start(struct client *client);
 
 /* Frees a client whose accept failed (handle initialised, not started). */

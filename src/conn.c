@@ -89,11 +89,16 @@ static void schedule_ready(struct conn *conn)
 static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
+bool conn_may_read(const struct conn *conn)
+{
+	return conn->want_read && !conn->paused_by && !conn->answer_paused &&
+	       !conn->closing && (!conn->ctx->suspended || conn->console);
+}
+
 /* Reading is on exactly when the owner wants bytes and nothing holds it. */
 static void update_reading(struct conn *conn)
 {
-	bool should = conn->want_read && !conn->paused_by && !conn->closing &&
-	              (!conn->ctx->suspended || conn->console);
+	bool should = conn_may_read(conn);
 
 	if (should && !conn->reading) {
 		if (uv_read_start(&conn->h.stream, alloc_cb, read_cb) == 0)
@@ -146,9 +151,25 @@ int conn_need(struct conn *conn, uint32_t len)
 }
 
 /*
+ * What held may grow to for the next read of a message of conn->need
+ * bytes: a declared length costs nothing until its bytes come, so held at
+ * most doubles per read (and takes at least a read chunk more).
+ */
+static size_t next_held_cap(const struct conn *conn)
+{
+	size_t cap = (size_t)conn->held_len * 2;
+
+	if (cap < (size_t)conn->held_len + SLUICE_READ_CHUNK)
+		cap = (size_t)conn->held_len + SLUICE_READ_CHUNK;
+	if (cap > conn->need)
+		cap = conn->need;
+	return cap;
+}
+
+/*
  * Reads go to the shared chunk unless the owner waits for a message longer
- * than what is held: then straight into held, grown to the message's size,
- * so a big message is copied once.
+ * than what is held: then straight into held, grown stepwise towards the
+ * message's size, so a big message is copied a few times at most.
  */
 static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
@@ -159,7 +180,7 @@ static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 		*buf = uv_buf_init((char *)conn->ctx->read_chunk, SLUICE_READ_CHUNK);
 		return;
 	}
-	if (grow_held(conn, conn->need) < 0) {
+	if (grow_held(conn, next_held_cap(conn)) < 0) {
 		*buf = uv_buf_init(NULL, 0); /* read_cb then gets UV_ENOBUFS */
 		return;
 	}
@@ -251,34 +272,51 @@ void conn_run_ready(struct sluice *ctx)
 	for (struct list *l; (l = list_pop(&batch)) != NULL;) {
 		struct conn *conn = LIST_ENTRY(l, struct conn, ready_node);
 
-		if (conn->want_read && !conn->paused_by && !conn->closing &&
-		    (!ctx->suspended || conn->console) && conn->held_len > 0)
+		if (conn_may_read(conn) && conn->held_len > 0)
 			process_held(conn);
 	}
 	if (list_empty(&ctx->ready))
 		uv_idle_stop(&ctx->ready_idle);
 }
 
-static void drop_output(struct conn *conn);
+static void drop_output(struct conn *conn)
+{
+	if (conn->out)
+		give_back_out_buffer(conn->ctx, conn->out, conn->out_cap);
+	conn->out = NULL;
+	conn->out_len = 0;
+	conn->out_cap = 0;
+}
+
+/*
+ * Out of memory, or past CONN_MAX_OUT: what this pass queued is lost, so
+ * the stream is broken. The conn is not closed here, behind its owner's
+ * back (it would stay on pool and client lists); the owner's next
+ * conn_flush fails with error instead.
+ */
+static void queue_failed(struct conn *conn, int error)
+{
+	conn->out_error = error;
+	drop_output(conn);
+}
 
 void conn_queue(struct conn *conn, const void *data, size_t len)
 {
 	size_t cap;
 	uint8_t *grown;
 
-	if (len == 0 || conn->closing || conn->out_overflow)
+	if (len == 0 || conn->closing || conn->out_error)
 		return;
 	if (len > CONN_MAX_OUT - conn->out_len) {
 		log_warn(conn, "over %u MiB of output in one pass: closing",
 		         CONN_MAX_OUT >> 20);
-		conn->out_overflow = true;
-		drop_output(conn);
+		queue_failed(conn, UV_ENOBUFS);
 		return;
 	}
 	if (conn->out_cap == 0) {
 		conn->out = take_out_buffer(conn->ctx);
 		if (!conn->out) {
-			conn_close(conn);
+			queue_failed(conn, UV_ENOMEM);
 			return;
 		}
 		conn->out_cap = SLUICE_OUT_SPARE_SIZE;
@@ -289,7 +327,7 @@ void conn_queue(struct conn *conn, const void *data, size_t len)
 	if (cap != conn->out_cap) {
 		grown = realloc(conn->out, cap);
 		if (!grown) {
-			conn_close(conn);
+			queue_failed(conn, UV_ENOMEM);
 			return;
 		}
 		conn->out = grown;
@@ -302,7 +340,7 @@ void conn_queue(struct conn *conn, const void *data, size_t len)
 void conn_queue_msgbuf(struct conn *conn, const struct msgbuf *mb)
 {
 	if (mb->failed) {
-		conn_close(conn);
+		queue_failed(conn, UV_ENOMEM);
 		return;
 	}
 	conn_queue(conn, mb->data, mb->len);
@@ -321,7 +359,12 @@ static void unpause_peer(struct conn *conn)
 
 static void pause_producer(struct conn *conn, struct conn *producer)
 {
-	if (!producer || producer == conn || producer->closing)
+	if (producer == conn) {
+		conn->answer_paused = true; /* until write_cb drains us */
+		update_reading(conn);
+		return;
+	}
+	if (!producer || producer->closing)
 		return;
 	if (conn->paused_peer && conn->paused_peer != producer)
 		unpause_peer(conn);
@@ -345,17 +388,12 @@ static void write_cb(uv_write_t *req, int status)
 	if (conn->writes_pending > 0)
 		return;
 	unpause_peer(conn);
+	if (conn->answer_paused) {
+		conn->answer_paused = false;
+		update_reading(conn);
+	}
 	if (conn->close_after_flush)
 		conn_close(conn);
-}
-
-static void drop_output(struct conn *conn)
-{
-	if (conn->out)
-		give_back_out_buffer(conn->ctx, conn->out, conn->out_cap);
-	conn->out = NULL;
-	conn->out_len = 0;
-	conn->out_cap = 0;
 }
 
 int conn_flush(struct conn *conn, struct conn *producer)
@@ -365,8 +403,8 @@ int conn_flush(struct conn *conn, struct conn *producer)
 	int sent = 0;
 	int rc;
 
-	if (conn->out_overflow)
-		return UV_ENOBUFS;
+	if (conn->out_error)
+		return conn->out_error;
 	if (conn->out_len == 0 || uv_is_closing(&conn->h.handle))
 		return 0;
 	if (conn->writes_pending == 0) {

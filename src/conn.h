@@ -63,14 +63,16 @@ struct conn {
 	uint32_t out_cap;
 	uint32_t writes_pending;    /* uv_write requests not yet called back */
 	uint32_t max_packet;        /* limit for a held message (max_packet_size) */
+	int out_error;              /* out of memory or past CONN_MAX_OUT while
+	                               queuing: output dropped, conn_flush
+	                               returns this */
 	bool want_read;             /* the owner wants bytes */
+	bool answer_paused;         /* not reading until our own answers drain */
 	bool reading;               /* uv_read_start is in effect */
 	bool closing;               /* uv_close called or close after flush */
 	bool close_after_flush;     /* close once writes_pending drops to 0 */
 	bool is_unix;               /* unix socket: no address, no keepalive */
 	bool console;               /* admin console: SUSPEND does not stop it */
-	bool out_overflow;          /* a pass queued past CONN_MAX_OUT: output
-	                               dropped, conn_flush fails */
 };
 
 /* Output one processing pass may queue on a conn. Forwarding queues at most
@@ -94,15 +96,23 @@ void conn_want_read(struct conn *conn, bool want);
 void conn_refresh_reading(struct conn *conn);
 
 /*
+ * True while the conn takes bytes: its owner wants them and no pending
+ * write holds it back. An owner that answers several messages of one read
+ * itself stops at the first false and leaves the rest held.
+ */
+bool conn_may_read(const struct conn *conn);
+
+/*
  * Tells the owner how many bytes the message it waits for has in all, so
  * the held buffer can grow for it; 0 resets. Returns -1 if more than
  * max_packet would be needed.
  */
 int conn_need(struct conn *conn, uint32_t len);
 
-/* Appends bytes to this pass's output; conn_flush sends them. Past
- * CONN_MAX_OUT the output is dropped and conn_flush fails with UV_ENOBUFS,
- * so that the owner closes the conn the normal way. */
+/* Appends bytes to this pass's output; conn_flush sends them. Out of
+ * memory or past CONN_MAX_OUT, the output is dropped and the next
+ * conn_flush fails (UV_ENOMEM, UV_ENOBUFS), so that the owner closes the
+ * conn the normal way. */
 void conn_queue(struct conn *conn, const void *data, size_t len);
 
 /* Appends a built message buffer's bytes (not taking ownership). */
@@ -110,8 +120,11 @@ void conn_queue_msgbuf(struct conn *conn, const struct msgbuf *mb);
 
 /*
  * Sends the queued output. If some stays pending in the kernel's stead,
- * producer (may be NULL) stops reading until it drains. Returns 0 or a
- * negative libuv error (the owner should then close).
+ * producer (may be NULL) stops reading until it drains; producer == conn
+ * for answers sluice wrote itself, so a peer that sends without reading
+ * cannot make it buffer without bound. Returns 0 or a negative libuv
+ * error (UV_EPIPE, UV_ECONNRESET, UV_ENOMEM...): the owner should then
+ * close the conn through its own close path.
  */
 int conn_flush(struct conn *conn, struct conn *producer);
 

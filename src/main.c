@@ -9,6 +9,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,6 +260,9 @@ int main(int argc, char **argv)
 		log_warn(NULL, "cannot write pidfile %s: %s", ctx.config->pidfile,
 		         strerror(errno));
 	raise_fd_limit(ctx.config);
+	/* A write to a peer that has gone must fail with EPIPE on that
+	 * connection, not kill the process: libuv leaves SIGPIPE as it is. */
+	signal(SIGPIPE, SIG_IGN);
 	log_info(NULL, "sluice %s starting (pid %d)", SLUICE_VERSION, (int)getpid());
 
 	ctx.loop = uv_default_loop();

@@ -15,6 +15,7 @@
 #include "pool.h"
 #include "server.h"
 #include "sluice.h"
+#include "stats.h"
 
 static char *dup_or_null(const char *s)
 {
@@ -36,6 +37,7 @@ static void free_target(struct pool_target *t)
 
 void pool_free(struct pool *pool)
 {
+	stats_pool_gone(pool);
 	list_remove(&pool->node);
 	free(pool->db_name);
 	free(pool->user_name);

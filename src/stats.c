@@ -4,10 +4,12 @@
  * Owns a table of databases sorted by name, each with the running totals
  * and two snapshots taken at the last two stats_tick() calls; averages are
  * computed from the totals and the older snapshot, as PgBouncer does.
- * Databases are keyed by name, not by pool, so that the totals of a pool
- * that is freed and made again (autodb) carry on. Also writes the result
- * sets of SHOW STATS, STATS_TOTALS, STATS_AVERAGES and TOTALS, as
- * PgBouncer's stats.c does.
+ * Databases are keyed by name, not by pool: the pools of one database
+ * (one per user) share a row. A row goes with the last of its pools, as a
+ * dropped autodb database's does in PgBouncer, so names clients make up do
+ * not grow the table forever; what it counted stays in TOTALS and the
+ * "stats:" line. Also writes the result sets of SHOW STATS, STATS_TOTALS,
+ * STATS_AVERAGES and TOTALS, as PgBouncer's stats.c does.
  *
  * The table hangs off the loop's context (ctx->stats), made on first use.
  * Never touches a socket.
@@ -46,6 +48,7 @@ struct stats_counters {
 /* One database's counters. */
 struct stats_db {
 	char *name;
+	size_t pools;                /* pools pointing here; freed at 0 */
 	struct stats_counters cur;   /* totals since start */
 	struct stats_counters newer; /* cur at the last tick */
 	struct stats_counters older; /* cur at the tick before */
@@ -55,6 +58,7 @@ struct stats {
 	struct stats_db **dbs;     /* sorted by name */
 	size_t count;
 	size_t cap;
+	struct stats_db gone;      /* what freed rows counted, nameless */
 	uint64_t newer_stamp;      /* us (uv_hrtime) of the last tick */
 	uint64_t older_stamp;      /* us of the tick before */
 };
@@ -135,14 +139,45 @@ static struct stats *stats_of(struct sluice *ctx)
 	return st;
 }
 
-/* Rows live until exit, so a pool finds its row once and keeps it. */
+/* A row lives while a pool points to it, so a pool finds its row once
+ * and keeps it until stats_pool_gone. */
 static struct stats_counters *counters_of(struct pool *pool)
 {
 	struct stats *st;
 
-	if (!pool->stats_db && (st = stats_of(pool->ctx)) != NULL)
+	if (!pool->stats_db && (st = stats_of(pool->ctx)) != NULL) {
 		pool->stats_db = find_or_add(st, pool->db_name);
+		if (pool->stats_db)
+			pool->stats_db->pools++;
+	}
 	return pool->stats_db ? &pool->stats_db->cur : NULL;
+}
+
+static void add(struct stats_counters *to, const struct stats_counters *c);
+
+/* Folds a row into st->gone, takes it out of the table and frees it. */
+static void remove_row(struct stats *st, struct stats_db *db)
+{
+	bool found;
+	size_t at = search(st, db->name, &found);
+
+	add(&st->gone.cur, &db->cur);
+	add(&st->gone.newer, &db->newer);
+	add(&st->gone.older, &db->older);
+	memmove(st->dbs + at, st->dbs + at + 1,
+	        (st->count - at - 1) * sizeof(*st->dbs));
+	st->count--;
+	free(db->name);
+	free(db);
+}
+
+void stats_pool_gone(struct pool *pool)
+{
+	struct stats_db *db = pool->stats_db;
+
+	pool->stats_db = NULL;
+	if (db && --db->pools == 0 && strcmp(db->name, STATS_ADMIN_DB) != 0)
+		remove_row(pool->ctx->stats, db);
 }
 
 void stats_xact_done(struct pool *pool, uint64_t xact_us)
@@ -268,14 +303,23 @@ static void average(struct stats_counters *avg, const struct stats_counters *cur
 		avg->wait_time = (cur->wait_time - old->wait_time) / assigns;
 }
 
+/* Totals and their older snapshot over every row, freed ones included. */
+static void sum_rows(const struct stats *st, struct stats_counters *cur,
+                     struct stats_counters *old)
+{
+	*cur = st->gone.cur;
+	*old = st->gone.older;
+	for (size_t i = 0; i < st->count; i++) {
+		add(cur, &st->dbs[i]->cur);
+		add(old, &st->dbs[i]->older);
+	}
+}
+
 static void log_period(const struct stats *st, uint64_t now)
 {
-	struct stats_counters cur = { 0 }, old = { 0 }, avg;
+	struct stats_counters cur, old, avg;
 
-	for (size_t i = 0; i < st->count; i++) {
-		add(&cur, &st->dbs[i]->cur);
-		add(&old, &st->dbs[i]->older);
-	}
+	sum_rows(st, &cur, &old);
 	average(&avg, &cur, &old, now - st->older_stamp);
 	/* PgBouncer's line */
 	log_info(NULL, "stats: %" PRIu64 " xacts/s, %" PRIu64 " queries/s, "
@@ -297,6 +341,8 @@ void stats_tick(struct sluice *ctx)
 		return;
 	st->older_stamp = st->newer_stamp;
 	st->newer_stamp = now;
+	st->gone.older = st->gone.newer;
+	st->gone.newer = st->gone.cur;
 	for (size_t i = 0; i < st->count; i++) {
 		st->dbs[i]->older = st->dbs[i]->newer;
 		st->dbs[i]->newer = st->dbs[i]->cur;
@@ -380,7 +426,7 @@ static int show_view(struct sluice *ctx, struct msgbuf *mb, enum view view)
 		return -1;
 	/* A pool without traffic yet still has its row, as in PgBouncer. */
 	for (struct list *l = ctx->pools.next; l != &ctx->pools; l = l->next)
-		if (!find_or_add(st, LIST_ENTRY(l, struct pool, node)->db_name))
+		if (!counters_of(LIST_ENTRY(l, struct pool, node)))
 			return -1;
 	begin_view(&r, mb, view);
 	dur = now_us() - st->older_stamp;
@@ -443,15 +489,12 @@ int stats_show_sum(struct sluice *ctx, struct msgbuf *mb)
 {
 	static const char *const cols[] = { "name", "value" };
 	struct stats *st = stats_of(ctx);
-	struct stats_counters cur = { 0 }, old = { 0 }, avg;
+	struct stats_counters cur, old, avg;
 	struct admin_result r;
 
 	if (!st)
 		return -1;
-	for (size_t i = 0; i < st->count; i++) {
-		add(&cur, &st->dbs[i]->cur);
-		add(&old, &st->dbs[i]->older);
-	}
+	sum_rows(st, &cur, &old);
 	average(&avg, &cur, &old, now_us() - st->older_stamp);
 	admin_result_begin(&r, mb, "sN", cols, 2);
 	put_sum_rows(&r, "total_", &cur);

@@ -55,15 +55,19 @@ void stats_admin_command(struct sluice *ctx, uint64_t received, uint64_t sent);
 void stats_tick(struct sluice *ctx);
 
 /*
- * SHOW STATS, STATS_TOTALS, STATS_AVERAGES (a row per database, in name
- * order: those of ctx->pools even without traffic, those that had traffic,
- * and STATS_ADMIN_DB) and TOTALS (all summed). Each appends a whole result
+ * SHOW STATS, STATS_TOTALS, STATS_AVERAGES (a row per database that has a
+ * pool, in name order, and STATS_ADMIN_DB) and TOTALS (all summed, those
+ * of freed pools included). Each appends a whole result
  * set to mb; returns 0, or -1 when out of memory.
  */
 int stats_show(struct sluice *ctx, struct msgbuf *mb);
 int stats_show_totals(struct sluice *ctx, struct msgbuf *mb);
 int stats_show_averages(struct sluice *ctx, struct msgbuf *mb);
 int stats_show_sum(struct sluice *ctx, struct msgbuf *mb);
+
+/* pool is being freed: its database's row goes with the last of its
+ * pools (its counts stay in the totals). */
+void stats_pool_gone(struct pool *pool);
 
 /* Frees the counters (at exit). */
 void stats_free(struct sluice *ctx);

@@ -219,7 +219,8 @@ static void act_on(struct tick *t, struct due *d)
 		                 "queued (query_wait_notify)");
 		conn_queue_msgbuf(&d->client->conn, &mb);
 		msgbuf_free(&mb);
-		conn_flush(&d->client->conn, NULL);
+		if (conn_flush(&d->client->conn, NULL) < 0)
+			client_close(d->client, "write failed");
 		return;
 	case DUE_QUERY_CANCEL:
 		pool->timeouts[TIMEOUT_QUERY]++;
