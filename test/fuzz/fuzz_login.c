@@ -15,7 +15,8 @@
  * freed and the context's client and login counts return to zero; what
  * sluice sent is single 'N' bytes (answers to SSL/GSSENC requests), then
  * whole messages: authentication requests, and at most one ErrorResponse,
- * last.
+ * last; every line of the log (debug level, in a scratch file) is a line
+ * log.c wrote, whatever the client put in its names and parameters.
  */
 #include "fuzz.h"
 
@@ -33,6 +34,7 @@ static const char *const auth_types[] = { "md5", "scram-sha-256", "plain",
                                           "trust" };
 static struct config *configs[4];
 static struct sluice ctx;
+static char log_path[128];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -72,9 +74,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argv;
 	fuzz_scratch_init();
 	load_configs();
-	/* Lines are still formatted (and escaped) but written nowhere. */
-	FUZZ_ASSERT(log_configure(NULL, false, "sluice", "daemon", 0, true) ==
-	            0);
+	fuzz_scratch_write("sluice.log", NULL, 0, log_path, sizeof(log_path));
+	FUZZ_ASSERT(log_configure(log_path, false, "sluice", "daemon", 1,
+	                          true) == 0);
 	ctx.loop = uv_default_loop();
 	ctx.read_chunk = malloc(SLUICE_READ_CHUNK);
 	FUZZ_ASSERT(ctx.read_chunk != NULL);
@@ -124,6 +126,35 @@ static uint8_t *receive_all(int fd, size_t *len)
 		}
 	}
 	return buf;
+}
+
+/* "2026-12-03 18:01:13.123 UTC [<our pid>] ": how log.c starts a line. */
+static bool is_log_line(const char *line, size_t len)
+{
+	char pid[32];
+	int n = snprintf(pid, sizeof(pid), " UTC [%d] ", (int)getpid());
+
+	return len > 23 + (size_t)n && line[4] == '-' && line[7] == '-' &&
+	       line[10] == ' ' && line[13] == ':' && line[16] == ':' &&
+	       line[19] == '.' && memcmp(line + 23, pid, (size_t)n) == 0;
+}
+
+/* Checks each line logged during this input, then empties the log. */
+static void check_log(void)
+{
+	FILE *fp;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+
+	fflush(NULL);
+	fp = fopen(log_path, "r");
+	FUZZ_ASSERT(fp != NULL);
+	while ((len = getline(&line, &cap, fp)) > 0)
+		FUZZ_ASSERT(is_log_line(line, (size_t)len));
+	free(line);
+	fclose(fp);
+	FUZZ_ASSERT(truncate(log_path, 0) == 0);
 }
 
 /* 'N' answers, then whole messages: requests, at most one error, last. */
@@ -176,6 +207,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_ASSERT(ctx.client_count == 0 && ctx.login_count == 0);
 	out = receive_all(fds[1], &out_len);
 	check_output(out, out_len);
+	check_log();
 	free(out);
 	close(fds[1]);
 	return 0;
