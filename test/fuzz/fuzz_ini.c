@@ -9,15 +9,15 @@
  * run the error path.
  *
  * Invariants: entries come in file order with line numbers within the
- * file; a key is made of [A-Za-z0-9_.*-]; a value starts with no space
- * or tab (PgBouncer skips only those after '='), ends with no blank, and
- * is the text written in the file (so the escaping of values on
- * their way through inih undoes itself), a header has neither key nor
- * value; an error names the file and, for a refused entry, its line and
- * the handler's message; a config that loads has a main section's values
- * in range and every [databases] entry named.
+ * file; a key is made of [A-Za-z0-9_.*-]; key and value are exactly the
+ * text of their line as PgBouncer reads it (the value after '=' and any
+ * spaces or tabs, up to the end of the line less trailing blanks), so the
+ * escaping and splitting of values on their way through inih undo
+ * themselves; a header has neither key nor value; an error names the
+ * file and, for a refused entry, its line and the handler's message; a
+ * config that loads has a main section's values in range and every
+ * [databases] entry named, with a valid port.
  */
-#define _GNU_SOURCE /* memmem */
 #include "fuzz.h"
 
 #include "config.h"
@@ -48,9 +48,44 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static bool is_text_of_file(const struct check *c, const char *s)
+/* Line n (1-based) of the file as a C string would see it: up to its
+ * newline or its first NUL; *len set. */
+static const char *line_of(const struct check *c, unsigned n, size_t *len)
 {
-	return memmem(c->data, c->size, s, strlen(s)) != NULL;
+	const uint8_t *p = c->data, *end = c->data + c->size, *nl;
+
+	for (; n > 1; n--) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		FUZZ_ASSERT(nl != NULL);
+		p = nl + 1;
+	}
+	nl = memchr(p, '\n', (size_t)(end - p));
+	*len = strnlen((const char *)p, (size_t)((nl ? nl : end) - p));
+	return (const char *)p;
+}
+
+/* The key and value must be exactly what the line says, as PgBouncer
+ * reads it: blanks, key, blanks, '=', spaces and tabs, the value up to the
+ * end of the line less its trailing blanks. */
+static void check_text(const struct check *c, const struct ini_entry *e)
+{
+	size_t len, klen, vlen;
+	const char *p = line_of(c, e->line, &len), *end = p + len;
+
+	while (p < end && strchr(BLANKS, *p))
+		p++;
+	klen = strspn(p, KEY_CHARS);
+	FUZZ_ASSERT(klen == strlen(e->key) && memcmp(p, e->key, klen) == 0);
+	p += klen;
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	FUZZ_ASSERT(p < end && *p == '=');
+	for (p++; p < end && (*p == ' ' || *p == '\t'); p++)
+		;
+	vlen = (size_t)(end - p);
+	while (vlen > 0 && strchr(BLANKS, p[vlen - 1]))
+		vlen--;
+	FUZZ_ASSERT(vlen == strlen(e->value) && memcmp(p, e->value, vlen) == 0);
 }
 
 static int handler(void *arg, const struct ini_entry *e, char *err,
@@ -74,8 +109,7 @@ static int handler(void *arg, const struct ini_entry *e, char *err,
 		FUZZ_ASSERT(!strchr(BLANKS, e->value[strlen(e->value) - 1]));
 	}
 	if (strcmp(e->file, c->path) == 0)
-		FUZZ_ASSERT(is_text_of_file(c, e->key) &&
-		            is_text_of_file(c, e->value));
+		check_text(c, e);
 	if (strcmp(e->key, "stop") == 0 && strcmp(e->file, c->path) == 0) {
 		c->stop_line = e->line;
 		snprintf(err, errlen, "stopped");
