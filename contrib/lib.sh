@@ -37,11 +37,13 @@ as_root() {
 	fi
 }
 
-# The Debian packages of the build, the tests and the scripts.
+# The Debian packages of the build, the tests and the scripts (clang and
+# its runtime libraries for the fuzz targets, contrib/fuzz.sh).
 SLUICE_PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	libuv1-dev libssl-dev libinih-dev libpq-dev libcriterion-dev
 	python3-asyncpg python3-psycopg
+	clang-14 libclang-rt-14-dev
 )
 
 pg_bindir() {

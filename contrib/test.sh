@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # contrib/test.sh - builds sluice and runs every test, twice: a plain build,
-# then one with AddressSanitizer and UndefinedBehaviorSanitizer.
+# then one with AddressSanitizer and UndefinedBehaviorSanitizer; then runs
+# each libFuzzer target of test/fuzz/ for FUZZ_SECONDS (contrib/fuzz.sh).
 #
 # Installs missing Debian packages first (apt-get, as root or through sudo).
 # Each build runs `make check`: unit tests, then integration tests against a
@@ -12,6 +13,8 @@
 #   SLUICE_BUILD_DIR      plain build directory (default: build)
 #   SLUICE_SAN_BUILD_DIR  sanitizer build directory (default: build-san)
 #   SLUICE_SKIP_SAN=1     only the plain build
+#   SLUICE_SKIP_FUZZ=1    no fuzzing
+#   FUZZ_SECONDS          run time per fuzz target (default: 60)
 #   JOBS                  parallel compile jobs (default: 2)
 set -euo pipefail
 
@@ -107,3 +110,8 @@ if [ "${SLUICE_SKIP_SAN:-0}" != 1 ]; then
 	build_and_check sanitizer "$san_dir" --enable-sanitizers
 fi
 echo "sluice: $passed passed, $failed failed"
+if [ "${SLUICE_SKIP_FUZZ:-0}" != 1 ]; then
+	log "== fuzzing, ${FUZZ_SECONDS:-60}s per target"
+	FUZZ_SECONDS=${FUZZ_SECONDS:-60} "$SLUICE_ROOT/contrib/fuzz.sh" ||
+		die "fuzzing found a defect"
+fi
