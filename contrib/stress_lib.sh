@@ -153,8 +153,8 @@ stress_sluice_stop() {
 		SLUICE_EXIT=timeout
 		return
 	fi
-	SLUICE_EXIT=0
-	wait "$SLUICE_PID" || SLUICE_EXIT=$?
+	# shellcheck disable=SC2034 # read by the scripts that source this
+	{ SLUICE_EXIT=0; wait "$SLUICE_PID" || SLUICE_EXIT=$?; }
 	SLUICE_PID=
 }
 
