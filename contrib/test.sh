@@ -7,14 +7,17 @@
 # Each build runs `make check`: unit tests, then integration tests against a
 # scratch PostgreSQL that each test binary starts and stops itself. Works
 # from any directory. Exits non-zero on the first failing build, after
-# printing the logs of the failed tests.
+# printing the logs of the failed tests. Then the bounded stress runs:
+# contrib/flood.sh --ci against the plain build (about a minute) and
+# contrib/soak.sh --ci against the sanitizer build (3 minutes).
 #
 # Environment:
 #   SLUICE_BUILD_DIR      plain build directory (default: build)
 #   SLUICE_SAN_BUILD_DIR  sanitizer build directory (default: build-san)
-#   SLUICE_SKIP_SAN=1     only the plain build
+#   SLUICE_SKIP_SAN=1     only the plain build (and no soak run)
 #   SLUICE_SKIP_FUZZ=1    no fuzzing
 #   FUZZ_SECONDS          run time per fuzz target (default: 60)
+#   SLUICE_SKIP_STRESS=1  no flood and soak runs
 #   JOBS                  parallel compile jobs (default: 2)
 set -euo pipefail
 
@@ -100,16 +103,35 @@ build_and_check() {
 	count_tests "$BUILD_DIR"
 }
 
+# The flood and soak runs, after the builds passed; each prints its figures.
+stress_runs() {
+	local plain=$1 san=$2 rc=0
+
+	log "== flood test (plain build)"
+	"$SLUICE_ROOT/contrib/flood.sh" --ci --build "$plain" || rc=1
+	if [ -n "$san" ]; then
+		log "== soak test, 3 minutes (sanitizer build)"
+		"$SLUICE_ROOT/contrib/soak.sh" --ci --build "$san" || rc=1
+	fi
+	[ $rc -eq 0 ] || die "stress runs failed"
+}
+
 install_deps
 pg_bindir >/dev/null || die "PostgreSQL server programs not found after install"
 
 build_and_check plain "$build_dir"
+plain_build=$BUILD_DIR
+san_build=
 if [ "${SLUICE_SKIP_SAN:-0}" != 1 ]; then
 	export ASAN_OPTIONS=detect_leaks=1
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 	build_and_check sanitizer "$san_dir" --enable-sanitizers
+	san_build=$BUILD_DIR
 fi
 echo "sluice: $passed passed, $failed failed"
+if [ "${SLUICE_SKIP_STRESS:-0}" != 1 ]; then
+	stress_runs "$plain_build" "$san_build"
+fi
 if [ "${SLUICE_SKIP_FUZZ:-0}" != 1 ]; then
 	log "== fuzzing, ${FUZZ_SECONDS:-60}s per target"
 	FUZZ_SECONDS=${FUZZ_SECONDS:-60} "$SLUICE_ROOT/contrib/fuzz.sh" ||

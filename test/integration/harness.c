@@ -1765,6 +1765,7 @@ static void pg_start(void)
 	setenv("SLUICE_TEST_PGHOST", "127.0.0.1", 1);
 	setenv("SLUICE_TEST_PGPORT", portbuf, 1);
 	setenv("SLUICE_TEST_PGUSER", H_SUPERUSER, 1);
+	setenv("SLUICE_TEST_PGDATA", pg_data, 1);
 }
 
 static void pg_stop(void)
@@ -1785,6 +1786,58 @@ static void pg_stop(void)
 	argv[n] = NULL;
 	if (h_run(argv, PG_TIMEOUT_MS, NULL) != 0)
 		fprintf(stderr, "harness: pg_ctl stop failed for %s\n", pg_data);
+}
+
+/* ---- PostgreSQL restarts, in a test process ---- */
+
+void h_pg_require_restartable(void)
+{
+	const char *data = getenv("SLUICE_TEST_PGDATA");
+
+	if (!data || !*data)
+		cr_skip_test("restarts PostgreSQL: only the one the harness starts");
+	/* The runner's copy of the path, in this test process. */
+	snprintf(pg_data, sizeof(pg_data), "%s", data);
+}
+
+/* The cached superuser connection died with its server. */
+static void forget_pg_admin(void)
+{
+	if (pg_admin) {
+		PQfinish(pg_admin);
+		pg_admin = NULL;
+	}
+}
+
+void h_pg_kill(void)
+{
+	const char *argv[16];
+	int n, status;
+
+	h_pg_require_restartable();
+	forget_pg_admin();
+	n = pg_argv(argv, "pg_ctl");
+	argv[n++] = "-D";
+	argv[n++] = pg_data;
+	argv[n++] = "-m";
+	argv[n++] = "immediate";
+	argv[n++] = "-w";
+	argv[n++] = "stop";
+	argv[n] = NULL;
+	status = h_run(argv, PG_TIMEOUT_MS, NULL);
+	cr_assert(status == 0, "pg_ctl stop -m immediate failed (status %d)", status);
+}
+
+void h_pg_restart(void)
+{
+	char log[PATH_MAX + 32];
+
+	h_pg_require_restartable();
+	forget_pg_admin();
+	/* Next to the data directory, where pg_start() put it. */
+	snprintf(log, sizeof(log), "%s/../postgresql.log", pg_data);
+	cr_assert(pg_ctl_start(h_pg_port(), log),
+	          "PostgreSQL did not start again on port %d", h_pg_port());
 }
 
 /* Stops our PostgreSQL when the runner is interrupted. */

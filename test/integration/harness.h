@@ -212,6 +212,16 @@ long h_pg_backends(const char *user);
  */
 void h_pg_wait_clean(int timeout_ms);
 
+/*
+ * Stops the test PostgreSQL at once (pg_ctl -m immediate: every backend
+ * dies without a goodbye, as in a crash) and starts it again on the same
+ * port and data directory. Only for the PostgreSQL the harness started:
+ * h_pg_require_restartable() skips the test otherwise. Both assert.
+ */
+void h_pg_require_restartable(void);
+void h_pg_kill(void);
+void h_pg_restart(void);
+
 /* ---- raw sockets ---- */
 
 /* Big-endian 32-bit integers, as the protocol spells them. */
