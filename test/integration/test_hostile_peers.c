@@ -290,6 +290,44 @@ Test(hostile, console_pipeline_without_reading_is_bounded, .timeout = 180)
 	h_finish();
 }
 
+/*
+ * Close and Sync with no server are answered by sluice itself (prepared
+ * statement support): a client that sends them without reading must not
+ * make sluice hold the answers either.
+ */
+Test(hostile, local_answers_without_reading_are_bounded, .timeout = 180)
+{
+	enum { PAIRS = 80000, ROUNDS = 150 };
+	static const uint8_t pair[13] = {
+		'C', 0, 0, 0, 7, 'S', 'x', 0,    /* Close statement "x" */
+		'S', 0, 0, 0, 4,                 /* Sync */
+	};
+	uint8_t *block = malloc(sizeof(pair) * PAIRS);
+	long rss_before, rss_after;
+	int fd;
+
+	h_require_sluice();
+	start(NULL, NULL);
+	for (int i = 0; i < PAIRS; i++)
+		memcpy(block + i * sizeof(pair), pair, sizeof(pair));
+	fd = h_raw_login(H_ALICE, NULL);
+	rss_before = sluice_kb("VmRSS");
+	/* About 150 MB of requests, 125 MB of answers never read. */
+	for (int i = 0; i < ROUNDS; i++)
+		if (!send_until_stalled(fd, block, sizeof(pair) * PAIRS, 2000))
+			break;
+	h_sleep_ms(1000);
+	rss_after = sluice_kb("VmRSS");
+	cr_expect_lt(rss_after - rss_before, 100 * 1024,
+	             "RSS grew from %ld to %ld kB for a client that does not read",
+	             rss_before, rss_after);
+	assert_serving();
+	close(fd);
+	free(block);
+	assert_serving();
+	h_finish();
+}
+
 /* --- a declared length is not an allocation ---------------------------- */
 
 Test(hostile, declared_length_without_bytes_costs_no_memory)
