@@ -67,7 +67,6 @@ struct client {
 	uint32_t forward_left;     /* body bytes of a message passing through */
 	uint8_t md5_salt[4];
 	union peer_addr peer;      /* its address (AF_UNSPEC on the unix socket) */
-	bool over_limit;           /* accepted past max_client_conn */
 	bool is_admin_user;        /* in admin_users (else stats_users only) */
 	bool ssl_requested;        /* SSLRequest answered: a second is refused */
 	bool gssenc_requested;     /* GSSENCRequest answered, likewise */

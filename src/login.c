@@ -38,7 +38,7 @@ static void send_msgbuf(struct client *c, struct msgbuf *mb)
 {
 	conn_queue_msgbuf(&c->conn, mb);
 	msgbuf_free(mb);
-	if (conn_flush(&c->conn, NULL) < 0)
+	if (conn_flush(&c->conn, &c->conn) < 0)
 		client_close(c, "write failed");
 }
 
@@ -489,11 +489,6 @@ static void startup_message(struct client *c, const uint8_t *body, size_t len)
 		client_fail(c, SQLSTATE_OUT_OF_MEMORY, "out of memory");
 		return;
 	}
-	if (c->over_limit) {
-		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
-		            "no more connections allowed (max_client_conn)");
-		return;
-	}
 	if (rc == 1) {
 		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION,
 		            "unsupported startup parameter: %s", w.bad);
@@ -549,7 +544,7 @@ static void encryption_request(struct client *c, uint32_t code)
 	}
 	*done = true;
 	conn_queue(&c->conn, "N", 1);
-	if (conn_flush(&c->conn, NULL) < 0)
+	if (conn_flush(&c->conn, &c->conn) < 0)
 		client_close(c, "write failed");
 }
 

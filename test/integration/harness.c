@@ -312,6 +312,9 @@ static void exec_child(const char *const argv[], int out_fd, int err_fd)
 	int null_fd = open("/dev/null", O_RDONLY);
 
 	setpgid(0, 0);
+	/* The runner ignores SIGPIPE; a child must not inherit that, or a
+	 * sluice that forgets to ignore it would survive only in tests. */
+	signal(SIGPIPE, SIG_DFL);
 	dup2(null_fd, 0);
 	dup2(out_fd, 1);
 	dup2(err_fd, 2);

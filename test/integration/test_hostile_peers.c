@@ -55,18 +55,6 @@ static void put_query(uint8_t *buf, size_t *len, const char *sql)
 }
 
 /*
- * Starts sluice as a service manager would, with SIGPIPE at its default
- * action: the test runner ignores it, and a child inherits that.
- */
-static void start(const char *settings, const char *databases)
-{
-	void (*was)(int) = signal(SIGPIPE, SIG_DFL);
-
-	h_sluice_start(settings, databases);
-	signal(SIGPIPE, was);
-}
-
-/*
  * Starts sluice for a memory measurement: under AddressSanitizer, freed
  * blocks wait in a quarantine of 256 MB that RSS would count as growth.
  */
@@ -79,7 +67,7 @@ static void start_measured(void)
 	snprintf(opts, sizeof(opts), "%s%squarantine_size_mb=1",
 	         asan ? asan : "", asan ? ":" : "");
 	setenv("ASAN_OPTIONS", opts, 1);
-	start(NULL, NULL);
+	h_sluice_start(NULL, NULL);
 	if (saved)
 		setenv("ASAN_OPTIONS", saved, 1);
 	else
@@ -105,7 +93,7 @@ Test(hostile, console_client_gone_before_its_answers)
 	static const char *const pairs[] = { "SHOW STATS;", "SHOW FOO;" };
 
 	h_require_sluice();
-	start("stats_users = alice\n", NULL);
+	h_sluice_start("stats_users = alice\n", NULL);
 	/* A monitoring scrape that times out: two queries, then close. */
 	for (int i = 0; i < 200 && h_sluice_alive(); i++) {
 		int fd = h_raw_login(i % 4 < 2 ? H_ADMIN : H_ALICE, console_params);
@@ -142,7 +130,7 @@ static void drain(int fd)
 Test(hostile, client_gone_during_a_large_result)
 {
 	h_require_sluice();
-	start(NULL, NULL);
+	h_sluice_start(NULL, NULL);
 	for (int i = 0; i < 30 && h_sluice_alive(); i++) {
 		int fd = h_raw_login(H_ALICE, NULL);
 		uint8_t buf[256];
@@ -180,7 +168,7 @@ Test(hostile, server_gone_while_sluice_writes_to_it)
 	h_pg_exec("DROP TABLE IF EXISTS hostile_sink");
 	h_pg_exec("CREATE TABLE hostile_sink (t text)");
 	h_pg_exec("GRANT ALL ON hostile_sink TO alice");
-	start(NULL, NULL);
+	h_sluice_start(NULL, NULL);
 	conn = h_connect(H_ALICE, NULL);
 	h_exec(conn, "BEGIN");
 	pid = h_query_int(conn, "SELECT pg_backend_pid()");
@@ -223,7 +211,7 @@ Test(hostile, server_gone_while_its_result_is_held)
 	int fd;
 
 	h_require_sluice();
-	start(NULL, NULL);
+	h_sluice_start(NULL, NULL);
 	fd = h_raw_login(H_ALICE, NULL);
 	put_query(buf, &len, "SELECT repeat('z', 1000) "
 	          "FROM generate_series(1, 200000) AS held_result");
@@ -431,7 +419,7 @@ Test(hostile, out_of_memory_while_queuing_closes_through_the_owner)
 	setenv("ASAN_OPTIONS", asan_opts, 1);
 	setenv("LD_PRELOAD", shim, 1);
 	setenv("SLUICE_FAILREALLOC_SIZE", "65536", 1);
-	start(NULL, NULL);
+	h_sluice_start(NULL, NULL);
 	unsetenv("LD_PRELOAD");
 	unsetenv("SLUICE_FAILREALLOC_SIZE");
 	fd = h_raw_login(H_ALICE, NULL);
@@ -462,7 +450,7 @@ Test(hostile, clients_past_max_client_conn_are_refused_at_once)
 	int fds[20];
 
 	h_require_sluice();
-	start("max_client_conn = 3\n", NULL);
+	h_sluice_start("max_client_conn = 3\n", NULL);
 	for (int i = 0; i < 3; i++)
 		in[i] = h_connect(H_ALICE, NULL);
 	/* They send nothing: no startup packet, no login timeout needed. */
@@ -527,7 +515,7 @@ Test(hostile, stats_of_a_removed_autodb_pool_are_freed)
 	h_require_sluice();
 	if (h_pg_int("SELECT count(*) FROM pg_database WHERE datname = 'hostile_auto'") == 0)
 		h_pg_exec("CREATE DATABASE hostile_auto");
-	start("autodb_idle_timeout = 1\n",
+	h_sluice_start("autodb_idle_timeout = 1\n",
 	               "* = host=127.0.0.1 port=%PGPORT%\n");
 	console = h_connect(H_ADMIN, "dbname=pgbouncer");
 	conn = h_connect(H_ALICE, "dbname=hostile_auto");
@@ -568,7 +556,7 @@ Test(hostile, console_commands_behind_a_waiting_pause_keep_their_order)
 	int fd, type;
 
 	h_require_sluice();
-	start(NULL, NULL);
+	h_sluice_start(NULL, NULL);
 	busy = h_connect(H_ALICE, NULL);
 	h_exec(busy, "BEGIN");
 	h_exec(busy, "SELECT 1");
