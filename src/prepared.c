@@ -752,9 +752,11 @@ static size_t skip_filler(const char *sql, size_t len, size_t i)
 			while (i < len && sql[i] != '\n')
 				i++;
 		} else if (sql[i] == '/' && i + 1 < len && sql[i + 1] == '*') {
-			for (i += 2; i < len && !(sql[i - 1] == '*' && sql[i] == '/'); i++)
-				;
-			i++;
+			size_t end = i + 3; /* the closing star-slash, after "/" "*" */
+
+			while (end < len && !(sql[end - 1] == '*' && sql[end] == '/'))
+				end++;
+			i = end < len ? end + 1 : len;
 		} else {
 			break;
 		}
@@ -919,9 +921,11 @@ static size_t new_name(struct client *c, struct server *s, const char *name,
 	}
 	/* Already there: the client still waits for its ParseComplete. */
 	e = server_find(s, st);
+	if (e && pending_push(&s->prep, PG_MSG_CLOSE, true, NULL, NULL) < 0) {
+		client_fail(c, SQLSTATE_OUT_OF_MEMORY, "out of memory");
+		return 1;
+	}
 	if (e) {
-		if (pending_push(&s->prep, PG_MSG_CLOSE, true, NULL, NULL) < 0)
-			return client_fail(c, SQLSTATE_OUT_OF_MEMORY, "out of memory"), 1;
 		queue_close(s, st->name);
 		server_forget(s, e);
 	}
