@@ -43,6 +43,9 @@ struct prep_server {
 	uint64_t parses_sent;      /* Parses of sluice's names, ever */
 	bool stalled;              /* the client waits for an earlier batch's
 	                              answer before its next message */
+	bool uncounted;            /* a Query went inside an extended batch: if
+	                              the batch fails PostgreSQL skips it without
+	                              a ReadyForQuery, so waiting could hang */
 	char rename_from[48];      /* a duplicate Parse: its error names ... */
 	char *rename_to;           /* ... this client name instead */
 	/* The last client Parses that failed: a Bind of one pipelined behind
