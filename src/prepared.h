@@ -86,7 +86,8 @@ size_t prepared_local(struct client *client, const uint8_t *msg, size_t whole);
 /*
  * Before prepared_forward: true if the message (avail bytes, at least
  * prepared_wanted) must wait until the server has answered an earlier
- * batch (a Bind of a statement sluice prepared there, not confirmed yet).
+ * batch (a Bind or Describe of a statement sluice prepared there, or a
+ * duplicate Parse of a name whose Parse is not confirmed yet).
  * The caller stops reading the client; sluice reads it again when the
  * answer comes.
  */
