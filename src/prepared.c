@@ -610,6 +610,9 @@ void prepared_ready(struct server *s)
 	}
 	free(ps->rename_to);
 	ps->rename_to = NULL;
+	/* Every answer counted has come: the count is right again. */
+	if (ps->syncs_answered == ps->syncs_sent)
+		ps->uncounted = false;
 	wake_client(s);
 }
 
@@ -698,6 +701,30 @@ static bool prepare_on(struct server *s, struct prep_stmt *st,
 	return true;
 }
 
+/* Sends e's statement again in this batch: the batch its Parse went in
+ * may fail and skip it (the Close makes that safe either way). */
+static bool prepare_again(struct server *s, struct prep_entry *e)
+{
+	struct prep_server *ps = &s->prep;
+
+	if (pending_push(ps, PG_MSG_CLOSE, true, NULL, NULL) < 0)
+		return false;
+	queue_close(s, e->stmt->name);
+	ps->parses_sent++;
+	if (pending_push(ps, PG_MSG_PARSE, true, e->stmt, NULL) < 0)
+		return false;
+	queue_parse(s, e->stmt);
+	e->parse_id = ps->parses_sent;
+	e->parse_seq = ps->syncs_sent;
+	return true;
+}
+
+/* True if e's Parse went in an earlier batch and is not answered yet. */
+static bool unanswered_before(const struct server *s, const struct prep_entry *e)
+{
+	return !e->confirmed && e->parse_seq != s->prep.syncs_sent;
+}
+
 /* st prepared on s, preparing it now if needed (its answer swallowed). */
 static bool ensure_prepared(struct server *s, struct prep_stmt *st)
 {
@@ -705,6 +732,10 @@ static bool ensure_prepared(struct server *s, struct prep_stmt *st)
 
 	if (!e)
 		return prepare_on(s, st, NULL);
+	/* Normally the client waited for the answer (prepared_must_wait);
+	 * when that could hang, the statement is sent again instead. */
+	if (s->prep.uncounted && unanswered_before(s, e) && !prepare_again(s, e))
+		return false;
 	lru_unlink(&s->prep, e);
 	lru_push_front(&s->prep, e);
 	return true;
@@ -752,9 +783,11 @@ static size_t skip_filler(const char *sql, size_t len, size_t i)
 			while (i < len && sql[i] != '\n')
 				i++;
 		} else if (sql[i] == '/' && i + 1 < len && sql[i + 1] == '*') {
-			for (i += 2; i < len && !(sql[i - 1] == '*' && sql[i] == '/'); i++)
-				;
-			i++;
+			size_t end = i + 3; /* the closing star-slash, after "/" "*" */
+
+			while (end < len && !(sql[end - 1] == '*' && sql[end] == '/'))
+				end++;
+			i = end < len ? end + 1 : len;
 		} else {
 			break;
 		}
@@ -858,7 +891,10 @@ static struct prep_stmt *statement_named(const struct client *c,
  * queue the whole text each time): a Bind or Describe waits for the answer.
  * So does a duplicate Parse of the name, which sends its text under
  * sluice's name to get PostgreSQL's error: had the first been skipped, the
- * server would prepare the wrong text under that name.
+ * server would prepare the wrong text under that name. Not once a Query
+ * went inside an extended batch: PostgreSQL skips it if the batch fails,
+ * sluice's count of answers to come is then too high, and the wait might
+ * never end; the statement is sent again instead (ensure_prepared).
  */
 bool prepared_must_wait(struct client *c, const uint8_t *msg, size_t avail)
 {
@@ -866,7 +902,7 @@ bool prepared_must_wait(struct client *c, const uint8_t *msg, size_t avail)
 	struct prep_stmt *st = statement_named(c, msg, avail);
 	struct prep_entry *e = st ? server_find(s, st) : NULL;
 
-	if (!e || e->confirmed || e->parse_seq == s->prep.syncs_sent ||
+	if (!e || !unanswered_before(s, e) || s->prep.uncounted ||
 	    (!e->ours && msg[0] != PG_MSG_PARSE))
 		return false;
 	s->prep.stalled = true;
@@ -919,9 +955,11 @@ static size_t new_name(struct client *c, struct server *s, const char *name,
 	}
 	/* Already there: the client still waits for its ParseComplete. */
 	e = server_find(s, st);
+	if (e && pending_push(&s->prep, PG_MSG_CLOSE, true, NULL, NULL) < 0) {
+		client_fail(c, SQLSTATE_OUT_OF_MEMORY, "out of memory");
+		return 1;
+	}
 	if (e) {
-		if (pending_push(&s->prep, PG_MSG_CLOSE, true, NULL, NULL) < 0)
-			return client_fail(c, SQLSTATE_OUT_OF_MEMORY, "out of memory"), 1;
 		queue_close(s, st->name);
 		server_forget(s, e);
 	}
@@ -1108,7 +1146,11 @@ size_t prepared_forward(struct client *c, const uint8_t *msg, size_t avail,
 		done = forward_close(c, s, body, body_avail, body_len);
 		break;
 	case PG_MSG_QUERY:
+		s->prep.uncounted |= c->batch_open;
 		refuse_own_names(c, (const char *)body, body_avail);
+		return 0;
+	case PG_MSG_FUNCTION_CALL:
+		s->prep.uncounted |= c->batch_open;
 		return 0;
 	default:
 		return 0;

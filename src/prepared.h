@@ -43,6 +43,9 @@ struct prep_server {
 	uint64_t parses_sent;      /* Parses of sluice's names, ever */
 	bool stalled;              /* the client waits for an earlier batch's
 	                              answer before its next message */
+	bool uncounted;            /* a Query went inside an extended batch: if
+	                              the batch fails PostgreSQL skips it without
+	                              a ReadyForQuery, so waiting could hang */
 	char rename_from[48];      /* a duplicate Parse: its error names ... */
 	char *rename_to;           /* ... this client name instead */
 	/* The last client Parses that failed: a Bind of one pipelined behind
@@ -83,7 +86,8 @@ size_t prepared_local(struct client *client, const uint8_t *msg, size_t whole);
 /*
  * Before prepared_forward: true if the message (avail bytes, at least
  * prepared_wanted) must wait until the server has answered an earlier
- * batch (a Bind of a statement sluice prepared there, not confirmed yet).
+ * batch (a Bind or Describe of a statement sluice prepared there, or a
+ * duplicate Parse of a name whose Parse is not confirmed yet).
  * The caller stops reading the client; sluice reads it again when the
  * answer comes.
  */

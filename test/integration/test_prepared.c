@@ -739,6 +739,12 @@ static void wire_bytes(struct wire *w, const void *bytes, size_t n)
 	w->len += n;
 }
 
+static void wire_free(struct wire *w)
+{
+	free(w->buf);
+	memset(w, 0, sizeof(*w));
+}
+
 static void wire_u16(struct wire *w, uint16_t v)
 {
 	uint8_t b[2] = { (uint8_t)(v >> 8), (uint8_t)v };
@@ -817,6 +823,13 @@ static void wire_statement(struct wire *w, char type, const char *name)
 	wire_begin(w, type);
 	wire_bytes(w, "S", 1);
 	wire_str(w, name);
+	wire_end(w);
+}
+
+static void wire_query(struct wire *w, const char *sql)
+{
+	wire_begin(w, 'Q');
+	wire_str(w, sql);
 	wire_end(w);
 }
 
@@ -982,6 +995,7 @@ Test(prepared, raw_client_gets_postgresql_messages_from_any_server)
 	cr_assert_str_eq(r.value[0], "7");
 
 	close(fd);
+	wire_free(&w);
 	pins_close(&p);
 	h_finish();
 }
@@ -1431,13 +1445,6 @@ static long sluice_peak_kb(void)
 	return kb;
 }
 
-static void wire_query(struct wire *w, const char *sql)
-{
-	wire_begin(w, 'Q');
-	wire_str(w, sql);
-	wire_end(w);
-}
-
 /* "SELECT <value> /" "* padding *" "/", len bytes long. */
 static char *padded_sql(const char *value, size_t len)
 {
@@ -1505,6 +1512,7 @@ static void expect_deallocated_in_one_write(const char *sql)
 	expect_reply(&r, "12DCZ", 0);
 	cr_assert_str_eq(r.value[0], "2");
 	close(fd);
+	wire_free(&w);
 }
 
 Test(prepared, parse_then_deallocate_all_in_one_write)
@@ -1540,6 +1548,7 @@ Test(prepared, failed_parses_then_close_in_one_write)
 	expect_reply(&r, "112DCZ", 0);
 	cr_assert_str_eq(r.value[0], "4");
 	close(fd);
+	wire_free(&w);
 	expect_new_client_works();
 	h_finish();
 }
@@ -1575,6 +1584,7 @@ Test(prepared, unnamed_parse_of_deallocate_all_that_never_runs)
 	exchange(fd, &w, &r);
 	expect_reply_error(&r, "26000", "prepared statement \"s1\" does not exist");
 	close(fd);
+	wire_free(&w);
 	expect_new_client_works();
 	h_finish();
 }
@@ -1610,6 +1620,38 @@ Test(prepared, name_reused_after_a_skipped_parse)
 	expect_value(other, "e", NULL, "1");
 	PQfinish(other);
 	close(fd);
+	wire_free(&w);
+	h_finish();
+}
+
+/* A Query inside an extended batch that fails is skipped by PostgreSQL,
+ * with no ReadyForQuery: waiting for an earlier batch must not hang. */
+Test(prepared, query_inside_a_failed_batch_does_not_hang)
+{
+	struct wire w = { .len = 0 };
+	struct reply r;
+	int fd;
+
+	h_sluice_start(TX_POOL_1, NULL);
+	fd = h_raw_login(H_CAROL, NULL);
+	wire_bind(&w, "nosuch", NULL);
+	wire_query(&w, "SELECT 1");
+	wire_parse(&w, "d", "SELECT 1");
+	wire_sync(&w);
+	wire_parse(&w, "d", "SELECT 2");
+	wire_sync(&w);
+	exchange(fd, &w, &r);
+	expect_reply_error(&r, "26000", "prepared statement \"nosuch\" does not exist");
+	/* What comes before it is not exact: sluice's count of answers is
+	 * off for this client (see doc/prepared.md); it must come. */
+	count_until_ready(fd, '1', "E3");
+	wire_query(&w, "SELECT 3");
+	exchange(fd, &w, &r);
+	expect_reply(&r, "TDCZ", 0);
+	cr_assert_str_eq(r.value[0], "3");
+	close(fd);
+	wire_free(&w);
+	expect_new_client_works();
 	h_finish();
 }
 
@@ -1656,6 +1698,7 @@ Test(prepared, eviction_behind_unanswered_parses)
 	exchange(fd, &w, &r);
 	expect_reply_error(&r, "26000", "prepared statement \"gone\" does not exist");
 	close(fd);
+	wire_free(&w);
 	expect_new_client_works();
 	h_finish();
 }
@@ -1712,6 +1755,7 @@ Test(prepared, bind_sync_flood_does_not_amplify_a_big_statement)
 	expect_reply(&r, "2DCZ", 0);
 	cr_assert_str_eq(r.value[0], "7");
 	close(fd);
+	wire_free(&w);
 	free(big);
 	expect_new_client_works();
 	h_finish();
@@ -1752,6 +1796,7 @@ Test(prepared, output_of_one_pass_is_bounded)
 	cr_assert_lt(sluice_peak_kb() - before, 5 * ALLOWED_GROWTH_KB,
 	             "peak RSS grew from %ld to %ld kB", before, sluice_peak_kb());
 	close(fd);
+	wire_free(&w);
 	free(a);
 	free(b);
 	expect_new_client_works();
@@ -1946,6 +1991,7 @@ Test(prepared, a_client_may_have_ten_thousand_names)
 	cr_assert_str_eq(err.sqlstate, "53400", "%s", err.message);
 	cr_assert(h_raw_closed(fd, 5000));
 	close(fd);
+	wire_free(&w);
 	expect_new_client_works();
 	h_finish();
 }
@@ -2021,6 +2067,7 @@ Test(prepared, held_messages_and_texts_are_bounded)
 	expect_reply(&r, "12DCZ", 0);
 	cr_assert_str_eq(r.value[0], "8");
 	close(fd);
+	wire_free(&w);
 	free(huge);
 	expect_new_client_works();
 	h_finish();
