@@ -97,7 +97,7 @@ run_target() {
 	ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$done_line")
 	if [ $rc -ne 0 ]; then
 		printf '%-16s FAILED (exit %d), log %s\n' "$name" "$rc" "$log"
-		grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error)' "$log" | head -n 5
+		grep -E 'invariant broken|^==[0-9]+==ERROR|^SUMMARY|runtime error' "$log" | head -n 5
 		grep -E 'Test unit written to|artifact_prefix' "$log" || true
 		return 1
 	fi
