@@ -2,9 +2,9 @@
  * fuzz_codec.c - the message codec on arbitrary byte streams, both sides.
  *
  * Input: one flags byte (bit 0: the stream comes from a server, else from
- * a client; bits 1-2: the length limit, as client.c, login.c, admin.c and
- * the startup phase apply them), then messages back to back as a socket
- * delivers them. Each whole message is cut by codec_read_header and its
+ * a client; bits 1-2: the length limit, one of login.c's, admin.c's, the
+ * default max_packet_size and a tiny one), then messages back to back as
+ * a socket delivers them. Each whole message is cut by codec_read_header and its
  * body read field by field with the codec_reader calls sluice's readers
  * make (client.c, server.c, prepared.c, leak.c), following the layout the
  * protocol documents for its type.
