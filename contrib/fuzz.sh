@@ -39,37 +39,44 @@ command -v "$cc" >/dev/null 2>&1 ||
 
 version=$(sed -n 's/^AC_INIT(\[sluice\], \[\([^]]*\)\].*/\1/p' \
 	"$SLUICE_ROOT/configure.ac")
-deps="libuv libssl libcrypto inih"
-san="-fsanitize=address,undefined -fno-sanitize-recover=all"
-CFLAGS="-g -O1 -std=gnu11 -fno-omit-frame-pointer $san \
-	-Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
-	-I$SLUICE_ROOT/src -DPACKAGE_VERSION=\"$version\" \
-	-DSYSCONFDIR=\"/etc\" $(pkg-config --cflags $deps)"
-LIBS="$(pkg-config --libs $deps)"
+deps=(libuv libssl libcrypto inih)
+read -ra dep_cflags < <(pkg-config --cflags "${deps[@]}")
+read -ra libs < <(pkg-config --libs "${deps[@]}")
+cflags=(-g -O1 -std=gnu11 -fno-omit-frame-pointer
+	'-fsanitize=address,undefined' -fno-sanitize-recover=all
+	-Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+	"-I$SLUICE_ROOT/src" "-DPACKAGE_VERSION=\"$version\""
+	'-DSYSCONFDIR="/etc"' "${dep_cflags[@]}")
 
-# Compiles src/*.c (not main.c) into $out/libsluice-fuzz.a; the linker
-# takes from it only what a target uses.
+# Compiles src/*.c (not main.c) into $out/libsluice-fuzz.a, $jobs at a
+# time; the linker takes from it only what a target uses.
 build_library() {
-	local objdir=$out/obj src
+	local objdir=$out/obj src running=0
 
 	mkdir -p "$objdir"
 	rm -f "$objdir"/*.o "$out/libsluice-fuzz.a"
 	for src in "$SLUICE_ROOT"/src/*.c; do
-		[ "$(basename "$src")" = main.c ] || printf '%s\0' "$src"
-	done | CC=$cc CFLAGS=$CFLAGS OBJDIR=$objdir xargs -0 -n1 -P"$jobs" \
-		sh -c '$CC $CFLAGS -fsanitize=fuzzer-no-link -c "$1" \
-		       -o "$OBJDIR/$(basename "$1" .c).o"' sh ||
-		die "compiling src/ with $cc failed"
+		[ "$(basename "$src")" = main.c ] && continue
+		"$cc" "${cflags[@]}" -fsanitize=fuzzer-no-link -c "$src" \
+			-o "$objdir/$(basename "$src" .c).o" &
+		running=$((running + 1))
+		if [ $running -ge "$jobs" ]; then
+			wait -n || die "compiling src/ with $cc failed"
+			running=$((running - 1))
+		fi
+	done
+	for ((; running > 0; running--)); do
+		wait -n || die "compiling src/ with $cc failed"
+	done
 	ar rcs "$out/libsluice-fuzz.a" "$objdir"/*.o
 }
 
 build_target() {
 	local name=$1
 
-	# shellcheck disable=SC2086 # CFLAGS and LIBS are word lists
-	$cc $CFLAGS -fsanitize=fuzzer -I"$SLUICE_ROOT/test/fuzz" \
-		"$SLUICE_ROOT/test/fuzz/$name.c" "$out/libsluice-fuzz.a" $LIBS \
-		-o "$out/$name" || die "building $name failed"
+	"$cc" "${cflags[@]}" -fsanitize=fuzzer -I"$SLUICE_ROOT/test/fuzz" \
+		"$SLUICE_ROOT/test/fuzz/$name.c" "$out/libsluice-fuzz.a" \
+		"${libs[@]}" -o "$out/$name" || die "building $name failed"
 }
 
 # Runs one target; prints its line of the summary; 1 if it failed.
@@ -90,7 +97,7 @@ run_target() {
 	ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$done_line")
 	if [ $rc -ne 0 ]; then
 		printf '%-16s FAILED (exit %d), log %s\n' "$name" "$rc" "$log"
-		grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error)' "$log" | head -n 5
+		grep -E 'invariant broken|^==[0-9]+==ERROR|^SUMMARY|runtime error' "$log" | head -n 5
 		grep -E 'Test unit written to|artifact_prefix' "$log" || true
 		return 1
 	fi

@@ -1,13 +1,14 @@
 /*
  * fuzz.h - what the libFuzzer targets of test/fuzz/ share: an invariant
  * check that aborts (libFuzzer then keeps the input as a crash), span
- * checks for pointers a parser hands back, and a scratch file for the
- * readers that take a path.
+ * checks for pointers a parser hands back, and a scratch directory for
+ * the readers that take a path, removed at exit and on a crash.
  */
 #ifndef SLUICE_FUZZ_H
 #define SLUICE_FUZZ_H
 
 #include <fcntl.h>
+#include <sanitizer/common_interface_defs.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,6 +17,20 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The scratch directory of this process, made by fuzz_scratch_init(). */
+static char fuzz_scratch_dir[64];
+
+/* Removes the scratch directory and the files written into it. */
+static inline void fuzz_scratch_cleanup(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fuzz_scratch_dir);
+	if (fuzz_scratch_dir[0] && system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", fuzz_scratch_dir);
+	fuzz_scratch_dir[0] = '\0';
+}
+
 /* Aborts with the broken invariant's text; libFuzzer reports a crash. */
 static inline void fuzz_check(bool ok, const char *what, const char *file,
                               int line)
@@ -23,6 +38,7 @@ static inline void fuzz_check(bool ok, const char *what, const char *file,
 	if (ok)
 		return;
 	fprintf(stderr, "%s:%d: invariant broken: %s\n", file, line, what);
+	fuzz_scratch_cleanup();
 	abort();
 }
 
@@ -40,21 +56,9 @@ static inline bool fuzz_str_within(const char *s, const uint8_t *base,
 	return memchr(p, 0, len - (size_t)(p - base)) != NULL;
 }
 
-/* The scratch directory of this process, made by fuzz_scratch_init(). */
-static char fuzz_scratch_dir[64];
-
-/* Removes the scratch directory and the files written into it. */
-static inline void fuzz_scratch_cleanup(void)
-{
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fuzz_scratch_dir);
-	if (fuzz_scratch_dir[0] && system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", fuzz_scratch_dir);
-}
-
 /* Makes a private directory (in /dev/shm if it can, for speed) for the
- * files that readers taking a path are given; removed at exit. */
+ * files that readers taking a path are given; removed at exit, on a
+ * broken invariant and on a sanitizer's report. */
 static inline void fuzz_scratch_init(void)
 {
 	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
@@ -63,6 +67,7 @@ static inline void fuzz_scratch_init(void)
 	         "%s/sluice-fuzz-XXXXXX", base);
 	FUZZ_ASSERT(mkdtemp(fuzz_scratch_dir) != NULL);
 	atexit(fuzz_scratch_cleanup);
+	__sanitizer_set_death_callback(fuzz_scratch_cleanup);
 }
 
 /* Replaces the content of file name in the scratch directory with data;

@@ -2,9 +2,9 @@
  * fuzz_codec.c - the message codec on arbitrary byte streams, both sides.
  *
  * Input: one flags byte (bit 0: the stream comes from a server, else from
- * a client; bits 1-2: the length limit, as client.c, login.c, admin.c and
- * the startup phase apply them), then messages back to back as a socket
- * delivers them. Each whole message is cut by codec_read_header and its
+ * a client; bits 1-2: the length limit, one of login.c's, admin.c's, the
+ * default max_packet_size and a tiny one), then messages back to back as
+ * a socket delivers them. Each whole message is cut by codec_read_header and its
  * body read field by field with the codec_reader calls sluice's readers
  * make (client.c, server.c, prepared.c, leak.c), following the layout the
  * protocol documents for its type.
@@ -13,7 +13,9 @@
  * means fewer than 5 bytes; a reader never moves past its body, stops for
  * good once bad, and every string it hands back is NUL-terminated inside
  * the body; a message codec_put_* builds from what was parsed parses back
- * to the same fields.
+ * to the same fields, or is byte for byte the message it was parsed from
+ * (authentication requests, password and SASLInitialResponse, DataRow,
+ * ReadyForQuery, CommandComplete).
  */
 #include "fuzz.h"
 
@@ -109,6 +111,17 @@ static const uint8_t *built_body(const struct msgbuf *mb, uint8_t type,
 	return mb->data + PG_HEADER_LEN;
 }
 
+/* A message rebuilt from what was parsed of b must be b itself; frees mb. */
+static void check_same(struct msgbuf *mb, uint8_t type, const struct body *b)
+{
+	const uint8_t *body;
+	size_t len;
+
+	body = built_body(mb, type, &len);
+	FUZZ_ASSERT(len == b->len && (len == 0 || memcmp(body, b->p, len) == 0));
+	msgbuf_free(mb);
+}
+
 /* --- values in a Bind or FunctionCall: formats, then length-prefixed --- */
 
 static void read_formats(struct body *b)
@@ -144,6 +157,25 @@ static void round_trip_query(const char *sql)
 	codec_reader_init(&b.r, b.p, b.len);
 	FUZZ_ASSERT(strcmp(str(&b), sql) == 0 && b.r.pos == b.len);
 	msgbuf_free(&mb);
+}
+
+/* As a password, rebuilt whole; as a SASLInitialResponse, rebuilt when it
+ * reads exactly (mechanism, length, data). */
+static void password_body(struct body *b)
+{
+	struct msgbuf mb;
+	const char *mechanism = str(b);
+	uint32_t len = u32(b);
+	const uint8_t *data = bytes(b, len);
+
+	msgbuf_init(&mb);
+	codec_put_password(&mb, b->p, b->len);
+	check_same(&mb, PG_MSG_PASSWORD, b);
+	if (!mechanism || !data || b->r.pos != b->len)
+		return;
+	msgbuf_init(&mb);
+	codec_put_sasl_initial(&mb, mechanism, (const char *)data, len);
+	check_same(&mb, PG_MSG_PASSWORD, b);
 }
 
 static void frontend_body(uint8_t type, struct body *b)
@@ -183,9 +215,8 @@ static void frontend_body(uint8_t type, struct body *b)
 		str(b);
 		u32(b);
 		break;
-	case PG_MSG_PASSWORD:  /* as SASLInitialResponse; else raw bytes */
-		str(b);
-		bytes(b, u32(b));
+	case PG_MSG_PASSWORD:
+		password_body(b);
 		break;
 	case PG_MSG_COPY_FAIL:
 		str(b);
@@ -266,7 +297,13 @@ static void round_trip_key(uint32_t pid, uint32_t key)
 static void auth_body(struct body *b)
 {
 	uint32_t code = u32(b);
+	struct msgbuf mb;
 
+	if (!b->r.bad) {
+		msgbuf_init(&mb);
+		codec_put_auth(&mb, code, b->p + 4, b->len - 4);
+		check_same(&mb, PG_MSG_AUTH, b);
+	}
 	switch (code) {
 	case PG_AUTH_MD5:
 		bytes(b, 4);
@@ -312,6 +349,58 @@ static void row_description_body(struct body *b)
 	msgbuf_free(&mb);
 }
 
+/* A DataRow of text values without NULs is what codec_put_data_row
+ * builds from them. */
+static void data_row_body(struct body *b)
+{
+	char *values[16];
+	uint16_t n = u16(b);
+	size_t kept = 0;
+	bool text = n <= 16;
+	struct msgbuf mb;
+
+	for (uint16_t i = 0; i < n && !b->r.bad; i++) {
+		uint32_t len = u32(b);
+		const uint8_t *v = len == 0xffffffffu ? NULL : bytes(b, len);
+
+		if (!text || (v && memchr(v, 0, len)))
+			text = false;
+		else
+			values[kept++] = v ? strndup((const char *)v, len) : NULL;
+	}
+	if (text && !b->r.bad && b->r.pos == b->len) {
+		msgbuf_init(&mb);
+		codec_put_data_row(&mb, (const char *const *)values, kept);
+		check_same(&mb, PG_MSG_DATA_ROW, b);
+	}
+	while (kept > 0)
+		free(values[--kept]);
+}
+
+static void ready_body(struct body *b)
+{
+	uint8_t status = u8(b);
+	struct msgbuf mb;
+
+	if (b->r.bad || b->len != 1)
+		return;
+	msgbuf_init(&mb);
+	codec_put_ready(&mb, (char)status);
+	check_same(&mb, PG_MSG_READY_FOR_QUERY, b);
+}
+
+static void command_complete_body(struct body *b)
+{
+	const char *tag = str(b);
+	struct msgbuf mb;
+
+	if (!tag || b->r.pos != b->len)
+		return;
+	msgbuf_init(&mb);
+	codec_put_command_complete(&mb, tag);
+	check_same(&mb, PG_MSG_COMMAND_COMPLETE, b);
+}
+
 static void backend_body(uint8_t type, struct body *b)
 {
 	const char *name, *value;
@@ -337,15 +426,16 @@ static void backend_body(uint8_t type, struct body *b)
 	case PG_MSG_ROW_DESCRIPTION:
 		return row_description_body(b);
 	case PG_MSG_DATA_ROW:
-		return read_values(b);
+		return data_row_body(b);
 	case PG_MSG_NOTIFICATION:
 		u32(b);
 		str(b);
 		str(b);
 		return;
 	case PG_MSG_READY_FOR_QUERY:
-		u8(b);
-		return;
+		return ready_body(b);
+	case PG_MSG_COMMAND_COMPLETE:
+		return command_complete_body(b);
 	default:
 		str(b);
 		return;

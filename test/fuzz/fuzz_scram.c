@@ -94,6 +94,15 @@ static void check_accepted(const struct scram_server *s, const char *final)
 	FUZZ_ASSERT(strncmp(final, "v=", 2) == 0 && strlen(final) == 46);
 }
 
+/* The one call that starts a server-side exchange, with the RFC's server
+ * nonce so the published client-final is valid. */
+static int start_exchange(struct scram_server *s, const char *secret,
+                          const char *client_first, size_t len, char **out)
+{
+	return auth_scram_server_first_with_nonce(s, secret, client_first, len,
+	                                          RFC_SERVER_PART, out);
+}
+
 /* sluice as the server: the client's first and final messages. */
 static void server_side(const struct input *in)
 {
@@ -101,9 +110,7 @@ static void server_side(const struct input *in)
 	char *first = NULL, *final = NULL;
 	int rc;
 
-	rc = auth_scram_server_first_with_nonce(&s, RFC_VERIFIER, in->first,
-	                                        in->first_len, RFC_SERVER_PART,
-	                                        &first);
+	rc = start_exchange(&s, RFC_VERIFIER, in->first, in->first_len, &first);
 	FUZZ_ASSERT((rc == 0) == (first != NULL));
 	if (rc == 0) {
 		check_server_first(&s, first);
@@ -163,9 +170,8 @@ static void secret(const struct input *in)
 
 	if (kind == AUTH_SECRET_PLAIN)
 		return;  /* would run PBKDF2 */
-	rc = auth_scram_server_first_with_nonce(&s, in->first, RFC_CLIENT_FIRST,
-	                                        strlen(RFC_CLIENT_FIRST),
-	                                        RFC_SERVER_PART, &first);
+	rc = start_exchange(&s, in->first, RFC_CLIENT_FIRST,
+	                    strlen(RFC_CLIENT_FIRST), &first);
 	if (kind == AUTH_SECRET_MD5) {
 		FUZZ_ASSERT(rc < 0 && first == NULL);
 	} else {

@@ -14,8 +14,12 @@
  * only before the length or the code has arrived; every key and value the
  * walk hands over is NUL-terminated inside the packet, keys are not empty,
  * and the walk says OK only for a list that ends with its terminator at the
- * packet's last byte; a tracked value reads back from the params as set; a
- * CancelRequest rebuilt with codec_put_cancel reads back the same.
+ * packet's last byte; a tracked value reads back from the params as set;
+ * the SET statements params_sync_sql makes of them (what server.c sends
+ * before the client's query) read, as PostgreSQL's lexer reads them with
+ * standard_conforming_strings on and off (a client can set it), as one
+ * "SET name = literal;" per parameter whose literal is the value exactly;
+ * a CancelRequest rebuilt with codec_put_cancel reads back the same.
  */
 #include "fuzz.h"
 
@@ -81,6 +85,91 @@ static int take_param(void *arg, const char *key, const char *value)
 	return 0;
 }
 
+/* A 'string', E'string' or $tag$string$tag$ at *pp, as PostgreSQL lexes
+ * it, into out (as long as the input); *pp moves past it. False if it is
+ * none of these, is not closed or holds an escape other than \\ and \'
+ * (which would not give back the value). */
+static bool lex_literal(const char **pp, bool backslashes, char *out)
+{
+	const char *p = *pp, *end;
+	size_t tag_len;
+
+	if (*p == '$') {
+		tag_len = 1 + strspn(p + 1, "abcdefghijklmnopqrstuvwxyz"
+		                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789");
+		if (p[tag_len] != '$' || (p[1] >= '0' && p[1] <= '9'))
+			return false;
+		tag_len++;
+		end = strstr(p + tag_len, "$");
+		while (end && strncmp(end, p, tag_len) != 0)
+			end = strstr(end + 1, "$");
+		if (!end)
+			return false;
+		memcpy(out, p + tag_len, (size_t)(end - p - (ptrdiff_t)tag_len));
+		out[end - p - (ptrdiff_t)tag_len] = '\0';
+		*pp = end + tag_len;
+		return true;
+	}
+	if (*p == 'E' || *p == 'e') {
+		backslashes = true;
+		p++;
+	}
+	if (*p++ != '\'')
+		return false;
+	for (;; p++) {
+		if (*p == '\0')
+			return false;
+		if (*p == '\'' && p[1] != '\'')
+			break;
+		if (*p == '\'')
+			p++;
+		else if (*p == '\\' && backslashes && (p[1] == '\\' || p[1] == '\''))
+			p++;
+		else if (*p == '\\' && backslashes)
+			return false;
+		*out++ = *p;
+	}
+	*out = '\0';
+	*pp = p + 1;
+	return true;
+}
+
+/* params_sync_sql's text against the params it was made from. */
+static void check_sync_sql(const struct params *wanted)
+{
+	struct params none = { NULL };
+	struct msgbuf mb;
+	char *sql, *value;
+	int differ, statements;
+
+	msgbuf_init(&mb);
+	differ = params_sync_sql(wanted, &none, &none, &mb);
+	msgbuf_put_u8(&mb, 0);
+	FUZZ_ASSERT(!mb.failed);
+	sql = (char *)mb.data;
+	value = malloc(mb.len);
+	FUZZ_ASSERT(value != NULL);
+	for (int scs = 0; scs < 2; scs++) {
+		const char *p = sql;
+		const struct param *param = wanted->head;
+
+		for (statements = 0; *p; statements++, param = param->next) {
+			FUZZ_ASSERT(param != NULL && strncmp(p, "SET ", 4) == 0);
+			p += 4;
+			FUZZ_ASSERT(strncmp(p, param->name, strlen(param->name)) == 0);
+			p += strlen(param->name);
+			FUZZ_ASSERT(strncmp(p, " = ", 3) == 0);
+			p += 3;
+			FUZZ_ASSERT(lex_literal(&p, scs == 0, value));
+			FUZZ_ASSERT(strcmp(value, param->value) == 0);
+			FUZZ_ASSERT(*p++ == ';');
+		}
+		FUZZ_ASSERT(statements == differ);
+	}
+	free(value);
+	msgbuf_free(&mb);
+}
+
 static void startup_message(const uint8_t *body, size_t len)
 {
 	struct walk w = { .body = body, .len = len };
@@ -95,6 +184,7 @@ static void startup_message(const uint8_t *body, size_t len)
 	/* the '*' entry takes any database name */
 	if (rc == CODEC_OK && w.database && *w.database)
 		FUZZ_ASSERT(config_find_db(cfg, w.database) != NULL);
+	check_sync_sql(&w.params);
 	params_free(&w.params);
 }
 
