@@ -104,12 +104,20 @@ base_from=$(date +%s.%N)
 sleep "$baseline_s"
 base_to=$(date +%s.%N)
 
+# sluice's CPU time (user + system) in seconds, from /proc/PID/stat.
+cpu_s() {
+	awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' \
+		"/proc/$SLUICE_PID/stat" 2>/dev/null || echo 0
+}
+
 log "flood: $attempts attempts, $slow slow-login clients"
+cpu_from=$(cpu_s)
 flood_from=$(date +%s.%N)
 nice -n 19 "$flood_bin" -p "$PORT" -n "$attempts" -s "$slow" -P 256 -a 10 -H 2 \
 	-t "$max_flood_s" -k "$silent_every" -K 2000 >"$WORK/flood.out" 2>"$WORK/flood.err" ||
 	fail "the flood tool failed: $(cat "$WORK/flood.err")"
 flood_to=$(date +%s.%N)
+cpu_to=$(cpu_s)
 result=$(cat "$WORK/flood.out")
 
 # The flood's sockets are closed: give sluice a moment to free them all.
@@ -170,7 +178,7 @@ fi
 # ---- figures ----
 cat <<EOF
 flood: $result
-flood: $(awk -v a="$flood_from" -v b="$flood_to" 'BEGIN { printf "%.1f", b - a }') s
+flood: $(awk -v a="$flood_from" -v b="$flood_to" 'BEGIN { printf "%.1f", b - a }') s, sluice CPU $(awk -v a="$cpu_from" -v b="$cpu_to" 'BEGIN { printf "%.2f", b - a }') s
 latency (pgbench -S, 4 clients, $rate tps): baseline ${base_lat} ms (max ${base_max}), during the flood ${flood_lat} ms (max ${flood_max}): ${ratio}x (limit ${max_ratio}x)
 sluice RSS: start ${rss_start} KiB, peak ${rss_peak} KiB, after ${rss_after} KiB (limit ${rss_limit} KiB)
 sluice exit on SIGTERM: $SLUICE_EXIT
