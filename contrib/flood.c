@@ -14,10 +14,13 @@
  * sees them all at once, past max_client_conn and its file descriptor
  * limit), HOLD_S seconds more, and then closed.
  *
- *   flood -p PORT [-n ATTEMPTS] [-s SLOW] [-P PARALLEL] [-a ANSWER_S]
- *         [-H HOLD_S] [-t MAX_S] [-k SILENT_EVERY [-K SILENT_AFTER]]
+ *   flood -p PORT [-n ATTEMPTS] [-s SLOW] [-P PARALLEL] [-r RATE]
+ *         [-a ANSWER_S] [-H HOLD_S] [-t MAX_S] [-k SILENT_EVERY
+ *         [-K SILENT_AFTER]]
  *
- * Defaults: 15000 attempts, 1000 slow, 256 parallel, 10 s to answer, 2 s
+ * RATE caps the attempts started per second (a flood from a network, not
+ * from a loop on the same CPUs). Defaults: 15000 attempts, 1000 slow, 256
+ * parallel, no rate limit, 10 s to answer, 2 s
  * held, 120 s at most. Talks only to 127.0.0.1 (user and database "flood",
  * or $FLOOD_USER and $FLOOD_DB). Every loop is bounded: the run stops after
  * MAX_S whatever happens. The result is one line on stdout, e.g.
@@ -355,13 +358,14 @@ static void print_result(double seconds)
 struct options {
 	int port;
 	long attempts, slow, parallel, silent_every, silent_after;
+	double rate;       /* attempts started per second at most; 0: no limit */
 	double answer_s, hold_s, max_s;
 };
 
 static int usage(const char *argv0)
 {
 	fprintf(stderr, "usage: %s -p PORT [-n ATTEMPTS] [-s SLOW] [-P PARALLEL] "
-	        "[-a ANSWER_S] [-H HOLD_S] [-t MAX_S] [-k SILENT_EVERY "
+	        "[-r RATE] [-a ANSWER_S] [-H HOLD_S] [-t MAX_S] [-k SILENT_EVERY "
 	        "[-K SILENT_AFTER]]\n", argv0);
 	return 2;
 }
@@ -372,12 +376,13 @@ static bool parse_options(int argc, char **argv, struct options *o)
 
 	*o = (struct options){ .attempts = 15000, .slow = 1000, .parallel = 256,
 	                       .answer_s = 10, .hold_s = 2, .max_s = 120 };
-	while ((opt = getopt(argc, argv, "p:n:s:P:a:H:t:k:K:")) != -1) {
+	while ((opt = getopt(argc, argv, "p:n:s:P:r:a:H:t:k:K:")) != -1) {
 		switch (opt) {
 		case 'p': o->port = atoi(optarg); break;
 		case 'n': o->attempts = atol(optarg); break;
 		case 's': o->slow = atol(optarg); break;
 		case 'P': o->parallel = atol(optarg); break;
+		case 'r': o->rate = atof(optarg); break;
 		case 'a': o->answer_s = atof(optarg); break;
 		case 'H': o->hold_s = atof(optarg); break;
 		case 't': o->max_s = atof(optarg); break;
@@ -388,7 +393,16 @@ static bool parse_options(int argc, char **argv, struct options *o)
 	}
 	return o->port > 0 && o->port < 65536 && o->attempts >= 0 &&
 	       o->slow >= 0 && o->parallel >= 1 && o->silent_every >= 0 &&
+	       o->rate >= 0 &&
 	       o->attempts + o->slow <= 1000000 && o->max_s > 0;
+}
+
+/* True if one more attempt may start now: PARALLEL and RATE allow it. */
+static bool may_start(const struct options *o, long pending, double since)
+{
+	if (pending >= o->parallel || count.attempts >= o->attempts)
+		return false;
+	return o->rate <= 0 || count.attempts < (now() - since) * o->rate + 1;
 }
 
 /* Attempt i sends nothing at all: every silent_every-th past silent_after. */
@@ -402,7 +416,7 @@ int main(int argc, char **argv)
 {
 	struct options o;
 	long pending = 0, n = 0;
-	double t0, held_until = 0, expired_at = 0;
+	double t0, t_attempts, held_until = 0, expired_at = 0;
 	struct epoll_event events[512];
 	struct slot **all;
 
@@ -422,10 +436,11 @@ int main(int argc, char **argv)
 	t0 = now();
 	for (long i = 0; i < o.slow && now() - t0 < o.max_s; i++)
 		all[n++] = open_slow();
+	t_attempts = now();
 	while (now() - t0 < o.max_s) {
 		int ready;
 
-		while (pending < o.parallel && count.attempts < o.attempts) {
+		while (may_start(&o, pending, t_attempts)) {
 			all[n] = open_attempt(is_silent(&o, count.attempts));
 			pending += all[n++] != NULL;
 		}
@@ -435,7 +450,7 @@ int main(int argc, char **argv)
 			if (now() >= held_until)
 				break;
 		}
-		ready = epoll_wait(ep, events, 512, 50);
+		ready = epoll_wait(ep, events, 512, o.rate > 0 ? 5 : 50);
 		for (int i = 0; i < ready; i++)
 			pending -= handle(events[i].data.ptr, events[i].events);
 		/* O(n): ten times a second is plenty. */

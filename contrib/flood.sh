@@ -5,10 +5,11 @@
 # A scratch PostgreSQL, a sluice in front of it (max_client_conn 2000, an
 # open-file limit of 4096), and four pgbench clients running select-only
 # transactions at a fixed rate (-R) through sluice. After a baseline, the
-# flood (contrib/flood.c): 1,000 slow-login clients (a partial startup
-# packet, then nothing) and 15,000 connection attempts, all held open at
-# once, past max_client_conn and past sluice's file descriptor limit; from
-# the 2,000th attempt on, every fourth sends nothing at all. Then:
+# flood (contrib/flood.c, at nice 19): 1,000 slow-login clients (a partial
+# startup packet, then nothing) and 15,000 connection attempts (1,000 a
+# second, 256 unanswered at most), all held open at once, past
+# max_client_conn and past sluice's file descriptor limit; from the
+# 2,000th attempt on, every fourth sends nothing at all. Then:
 #
 #   - nothing crashed: sluice runs, a new client runs a query, pgbench
 #     lost no client and no transaction;
@@ -26,7 +27,8 @@
 # postgres). About 1 minute; --ci is the bounded run contrib/test.sh uses.
 #
 # usage: contrib/flood.sh [--build DIR] [--ci] [--attempts N] [--slow N]
-#                         [--silent-every N] [--baseline S] [--max-ratio R]
+#                         [--silent-every N] [--attempt-rate N]
+#                         [--baseline S] [--max-ratio R]
 #                         [--rss-slack-kib K] [--rss-slack-pct P]
 #   --build DIR    build tree with src/sluice and contrib/flood (default:
 #                  $SLUICE_BUILD_DIR, else build)
@@ -49,6 +51,7 @@ rss_slack_pct=50
 rate=400            # pgbench transactions per second, all clients
 max_flood_s=90      # the flood tool stops after this, whatever happens
 silent_every=4      # from attempt 2000 on, every 4th sends nothing
+attempt_rate=1000   # attempts started per second
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -57,6 +60,7 @@ while [ $# -gt 0 ]; do
 	--attempts) attempts=$2; shift ;;
 	--slow) slow=$2; shift ;;
 	--silent-every) silent_every=$2; shift ;;
+	--attempt-rate) attempt_rate=$2; shift ;;
 	--baseline) baseline_s=$2; shift ;;
 	--max-ratio) max_ratio=$2; shift ;;
 	--rss-slack-kib) rss_slack_kib=$2; shift ;;
@@ -104,12 +108,21 @@ base_from=$(date +%s.%N)
 sleep "$baseline_s"
 base_to=$(date +%s.%N)
 
+# sluice's CPU time (user + system) in seconds, from /proc/PID/stat.
+cpu_s() {
+	awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' \
+		"/proc/$SLUICE_PID/stat" 2>/dev/null || echo 0
+}
+
 log "flood: $attempts attempts, $slow slow-login clients"
+cpu_from=$(cpu_s)
 flood_from=$(date +%s.%N)
-nice -n 19 "$flood_bin" -p "$PORT" -n "$attempts" -s "$slow" -P 256 -a 10 -H 2 \
+nice -n 19 "$flood_bin" -p "$PORT" -n "$attempts" -s "$slow" -P 256 \
+	-r "$attempt_rate" -a 10 -H 2 \
 	-t "$max_flood_s" -k "$silent_every" -K 2000 >"$WORK/flood.out" 2>"$WORK/flood.err" ||
 	fail "the flood tool failed: $(cat "$WORK/flood.err")"
 flood_to=$(date +%s.%N)
+cpu_to=$(cpu_s)
 result=$(cat "$WORK/flood.out")
 
 # The flood's sockets are closed: give sluice a moment to free them all.
@@ -170,7 +183,7 @@ fi
 # ---- figures ----
 cat <<EOF
 flood: $result
-flood: $(awk -v a="$flood_from" -v b="$flood_to" 'BEGIN { printf "%.1f", b - a }') s
+flood: $(awk -v a="$flood_from" -v b="$flood_to" 'BEGIN { printf "%.1f", b - a }') s, sluice CPU $(awk -v a="$cpu_from" -v b="$cpu_to" 'BEGIN { printf "%.2f", b - a }') s
 latency (pgbench -S, 4 clients, $rate tps): baseline ${base_lat} ms (max ${base_max}), during the flood ${flood_lat} ms (max ${flood_max}): ${ratio}x (limit ${max_ratio}x)
 sluice RSS: start ${rss_start} KiB, peak ${rss_peak} KiB, after ${rss_after} KiB (limit ${rss_limit} KiB)
 sluice exit on SIGTERM: $SLUICE_EXIT

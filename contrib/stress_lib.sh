@@ -78,7 +78,7 @@ stress_setup() {
 }
 
 stress_pg_start() {
-	local bin
+	local bin attempt
 
 	bin=$(pg_bindir) || die "PostgreSQL server programs not found"
 	mkdir -p "$WORK/pg"
@@ -95,10 +95,14 @@ synchronous_commit = off
 full_page_writes = off
 shared_buffers = 32MB
 EOF
-	PGPORT=$(free_port)
-	as_postgres "$bin/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/postgresql.log" \
-		-o "-p $PGPORT" -w -t 60 start >/dev/null ||
-		die "PostgreSQL did not start (log: $WORK/pg/postgresql.log)"
+	# A free port may be taken before PostgreSQL binds it: try again.
+	for attempt in 1 2 3 4; do
+		PGPORT=$(free_port)
+		as_postgres "$bin/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/postgresql.log" \
+			-o "-p $PGPORT" -w -t 60 start >/dev/null && break
+		[ "$attempt" -lt 4 ] ||
+			die "PostgreSQL did not start (log: $WORK/pg/postgresql.log)"
+	done
 	as_postgres "$bin/psql" -X -q -h "$WORK/pg" -p "$PGPORT" -U postgres \
 		-d postgres -v ON_ERROR_STOP=1 \
 		-c "CREATE ROLE $STRESS_USER LOGIN PASSWORD '$STRESS_PASSWORD'" \
@@ -110,7 +114,19 @@ EOF
 }
 
 stress_sluice_start() {
-	local bin=$1 nofile=$2 settings=$3 dir=$WORK/sluice
+	local bin=$1 nofile=$2 settings=$3 attempt
+
+	# A free port may be taken before sluice binds it: try again.
+	for attempt in 1 2 3 4; do
+		sluice_start_once "$bin" "$nofile" "$settings" && return 0
+		grep -q "already in use" "$WORK/sluice/sluice.out" ||
+			die "sluice did not start (see $WORK/sluice)"
+	done
+	die "sluice found no free port (see $WORK/sluice)"
+}
+
+sluice_start_once() {
+	local bin=$1 nofile=$2 settings=$3 dir=$WORK/sluice i
 
 	PORT=$(free_port)
 	printf '"%s" "%s"\n' "$STRESS_USER" "$STRESS_PASSWORD" >"$dir/userlist.txt"
@@ -132,7 +148,15 @@ EOF
 	prlimit --nofile="$nofile:$nofile" -- "$bin" "$dir/sluice.ini" \
 		>"$dir/sluice.out" 2>&1 &
 	SLUICE_PID=$!
-	wait_port "$PORT" 20 || die "sluice did not listen on $PORT (see $dir)"
+	for ((i = 0; i < 200; i++)); do
+		kill -0 "$SLUICE_PID" 2>/dev/null || break
+		port_open "$PORT" && return 0
+		sleep 0.1
+	done
+	kill -KILL "$SLUICE_PID" 2>/dev/null
+	wait "$SLUICE_PID" 2>/dev/null
+	SLUICE_PID=
+	return 1
 }
 
 stress_sluice_alive() {

@@ -931,6 +931,18 @@ void server_client_gone(struct server *s, bool client_mid_message, bool batch_op
 	cleanup(s);
 }
 
+/* Ends the client of a server that goes away. In the middle of a message
+ * passed through to it, an ErrorResponse would be read as the rest of that
+ * message (a corrupt stream): the client is then only closed. */
+static void fail_linked_client(struct server *s, struct client *c,
+                               const char *message)
+{
+	if (s->forward_left > 0)
+		client_close(c, message);
+	else
+		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "%s", message);
+}
+
 void server_close(struct server *s, const char *reason)
 {
 	struct client *client = s->client;
@@ -951,7 +963,7 @@ void server_close(struct server *s, const char *reason)
 	s->client = NULL;
 	if (client) {
 		client->server = NULL;
-		client_fail(client, SQLSTATE_PROTOCOL_VIOLATION, "server conn crashed?");
+		fail_linked_client(s, client, "server conn crashed?");
 	}
 	pool_server_gone(s->pool, s);
 	conn_close(&s->conn);
@@ -984,7 +996,7 @@ void server_cancel_timed_out(struct server *s)
 	if (c) {
 		s->client = NULL;
 		c->server = NULL;
-		client_fail(c, SQLSTATE_PROTOCOL_VIOLATION, "query timeout");
+		fail_linked_client(s, c, "query timeout");
 	}
 	server_close(s, "cancel_wait_timeout");
 }

@@ -14,6 +14,7 @@
  *     going away.
  * Each recovery prints a "recovery:" line with the time it took.
  */
+#define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -141,6 +142,17 @@ static enum outcome drain_copy_out(PGconn *conn, int timeout_ms)
 			return OUT_ERROR;
 	}
 	return OUT_HANG;
+}
+
+/* Appends a simple Query message. */
+static size_t put_query(uint8_t *buf, const char *sql)
+{
+	size_t n = strlen(sql) + 1;
+
+	buf[0] = 'Q';
+	h_put_be32(buf + 1, (uint32_t)(4 + n));
+	memcpy(buf + 5, sql, n);
+	return 5 + n;
 }
 
 /* ---- what PostgreSQL and sluice look like afterwards ---- */
@@ -442,6 +454,68 @@ Test(faults, server_stopped_mid_result)
 	h_finish();
 }
 
+/* Reads until EOF (true) or timeout_ms (false); *len: bytes read. */
+static bool raw_read_to_eof(int fd, uint8_t *buf, size_t cap, size_t *len,
+                            int timeout_ms)
+{
+	double deadline = h_now() + timeout_ms / 1000.0;
+
+	*len = 0;
+	while (h_now() < deadline) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		ssize_t n;
+
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		n = read(fd, buf + *len, cap - *len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || (*len += (size_t)n) == cap)
+			return n <= 0 || *len == cap;
+	}
+	return false;
+}
+
+/*
+ * The server stops in the middle of a DataRow it was passing to the client
+ * and cancel_wait_timeout closes it: the client's stream must stay well
+ * formed. An ErrorResponse there would be read as the rest of the DataRow,
+ * so the client is only closed (it sees the connection end).
+ */
+Test(faults, server_stopped_mid_message_no_error_inside_it)
+{
+	static uint8_t buf[1 << 20];
+	uint8_t query[512];
+	size_t len, pos = 0;
+	int fd;
+
+	h_require_sluice();
+	h_sluice_start(BASE_SETTINGS "query_timeout = 1\n"
+	               "cancel_wait_timeout = 1\n", NULL);
+	fd = h_raw_login(H_ALICE, NULL);
+	cr_assert(h_raw_send(fd, query, put_query(query, STALL_QUERY(1))));
+	stopped_pid = wait_backend("%fault_stall%", "PgSleep");
+	cr_assert_eq(kill(stopped_pid, SIGSTOP), 0, "SIGSTOP: %s", strerror(errno));
+	cr_assert(raw_read_to_eof(fd, buf, sizeof(buf), &len, ANSWER_MS),
+	          "the client was not closed within %d ms", ANSWER_MS);
+	kill(stopped_pid, SIGCONT);
+	stopped_pid = 0;
+	close(fd);
+	while (pos + 5 <= len && pos + 1 + h_get_be32(buf + pos + 1) <= len) {
+		cr_assert(buf[pos] == 'T' || buf[pos] == 'D' || buf[pos] == 'E',
+		          "message type 0x%02x at byte %zu", buf[pos], pos);
+		pos += 1 + h_get_be32(buf + pos + 1);
+	}
+	fprintf(stderr, "stopped mid-message: %zu bytes, %zu of them in whole "
+	        "messages\n", len, pos);
+	cr_assert(!memmem(buf + pos, len - pos, "query timeout", 13),
+	          "an ErrorResponse was sent inside a cut-off DataRow");
+	h_assert_alive();
+	expect_recovery("after a server stopped mid-message", H_ALICE);
+	expect_no_dirty_server("%fault_stall%", 5000);
+	h_finish();
+}
+
 /* ---- a server that refuses or stalls the login ---- */
 
 Test(faults, server_closes_during_login)
@@ -511,17 +585,6 @@ Test(faults, server_stalls_during_login)
 }
 
 /* ---- a client that vanishes ---- */
-
-/* Appends a simple Query message. */
-static size_t put_query(uint8_t *buf, const char *sql)
-{
-	size_t n = strlen(sql) + 1;
-
-	buf[0] = 'Q';
-	h_put_be32(buf + 1, (uint32_t)(4 + n));
-	memcpy(buf + 5, sql, n);
-	return 5 + n;
-}
 
 /* Appends Parse(unnamed) + Bind + Execute, no Sync. */
 static size_t put_extended(uint8_t *buf, const char *sql)
