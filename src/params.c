@@ -6,6 +6,7 @@
  * canonical spelling, which is stored for both sides, so equal settings
  * compare equal from then on.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -92,16 +93,26 @@ bool params_is_tracked(const struct config *cfg, const char *name)
 	return config_list_contains(cfg->track_extra_parameters, name);
 }
 
-/* Appends value as a single-quoted SQL literal. */
+/*
+ * Appends value as a dollar-quoted SQL literal, $sN$value$sN$: nothing
+ * inside it is special, whatever the server's standard_conforming_strings
+ * or client encoding ('$' is never part of a multibyte character), so a
+ * client's value cannot end it early. The tag is one the value does not
+ * contain, even as its last bytes followed by the closing tag.
+ */
 static void put_literal(struct msgbuf *sql, const char *value)
 {
-	msgbuf_put_u8(sql, '\'');
-	for (const char *c = value; *c; c++) {
-		if (*c == '\'')
-			msgbuf_put_u8(sql, '\'');
-		msgbuf_put_u8(sql, (uint8_t)*c);
-	}
-	msgbuf_put_u8(sql, '\'');
+	char tag[16];
+	unsigned n = 0;
+	int len;
+
+	do
+		len = snprintf(tag, sizeof(tag), "$s%u", n++);
+	while (strstr(value, tag));
+	tag[len++] = '$';
+	msgbuf_put_bytes(sql, tag, (size_t)len);
+	msgbuf_put_bytes(sql, value, strlen(value));
+	msgbuf_put_bytes(sql, tag, (size_t)len);
 }
 
 /* Appends "SET name = 'value';" when the server's value differs. */

@@ -295,7 +295,10 @@ void pool_launch_needed(struct pool *pool)
 	if (wanted < pool->limits.min_pool_size - pool->server_count)
 		wanted = pool->limits.min_pool_size - pool->server_count;
 	while (wanted-- > 0 && pool->server_count < allowed_servers(pool)) {
-		if (!within_budgets(pool) && !evict_idle_elsewhere(pool))
+		/* Evicting may hand the freed slot to another starved pool
+		 * (pool_server_gone): look again. */
+		if (!within_budgets(pool) &&
+		    (!evict_idle_elsewhere(pool) || !within_budgets(pool)))
 			return;
 		if (server_launch(pool) < 0)
 			return;
@@ -314,6 +317,7 @@ void pool_wait_welcome(struct pool *pool, struct client *client)
 		            "(server_login_retry)", pool->login_error);
 		return;
 	}
+	client->wait_start = uv_now(pool->ctx->loop);
 	list_append(&pool->welcome, &client->pool_node);
 	if (!has_login_in_progress(pool))
 		pool_launch_needed(pool);
@@ -342,9 +346,22 @@ void pool_cancel_wait(struct pool *pool, struct client *client)
 	list_remove(&client->pool_node);
 }
 
+/* The first client of pool that needs a server: its first queued query,
+ * or, while the pool has no server at all, its first login (the welcome
+ * needs one). NULL if none waits. */
+static struct client *first_needing_server(struct pool *pool)
+{
+	if (!list_empty(&pool->waiting))
+		return LIST_ENTRY(pool->waiting.next, struct client, pool_node);
+	if (!list_empty(&pool->welcome) && pool->server_count == 0)
+		return LIST_ENTRY(pool->welcome.next, struct client, pool_node);
+	return NULL;
+}
+
 /* Another pool on the same db/user budget whose first client has waited
- * longest and which cannot open a server of its own; NULL if none. */
-static struct pool *starved_pool(struct pool *pool)
+ * longest for a server; with blocked, only one that cannot open a server
+ * of its own now. NULL if none. */
+static struct pool *starved_pool(struct pool *pool, bool blocked)
 {
 	struct sluice *ctx = pool->ctx;
 	struct pool *best = NULL;
@@ -357,12 +374,12 @@ static struct pool *starved_pool(struct pool *pool)
 		struct pool *p = LIST_ENTRY(l, struct pool, node);
 		struct client *first;
 
-		if (p == pool || list_empty(&p->waiting) || within_budgets(p) ||
+		if (p == pool || (blocked && within_budgets(p)) ||
 		    (strcmp(p->db_name, pool->db_name) != 0 &&
 		     strcmp(p->user_name, pool->user_name) != 0))
 			continue;
-		first = LIST_ENTRY(p->waiting.next, struct client, pool_node);
-		if (!best || first->wait_start < best_since) {
+		first = first_needing_server(p);
+		if (first && (!best || first->wait_start < best_since)) {
 			best = p;
 			best_since = first->wait_start;
 		}
@@ -373,7 +390,6 @@ static struct pool *starved_pool(struct pool *pool)
 void pool_release(struct pool *pool, struct server *server)
 {
 	struct list *first;
-	struct pool *starved;
 
 	if (pool_is_paused(pool) || server->generation != pool->generation) {
 		server_close(server, pool_is_paused(pool) ? "PAUSE" : "RECONNECT");
@@ -384,11 +400,10 @@ void pool_release(struct pool *pool, struct server *server)
 		server_assign(server, LIST_ENTRY(first, struct client, pool_node));
 		return;
 	}
-	starved = starved_pool(pool);
-	if (starved) {
-		/* Hand the budget over: arrival order across pools that share it. */
+	if (starved_pool(pool, true)) {
+		/* Hand the budget over (pool_server_gone launches for it):
+		 * arrival order across pools that share it. */
 		server_close(server, "released for a pool with waiting clients");
-		pool_launch_needed(starved);
 		return;
 	}
 	server_set_idle(server);
@@ -429,9 +444,16 @@ void pool_server_failed(struct pool *pool, const char *sqlstate,
 
 void pool_server_gone(struct pool *pool, struct server *server)
 {
+	struct pool *starved;
+
 	list_remove(&server->node);
 	pool->server_count--;
 	pool_launch_needed(pool);
+	/* What pool left of a shared budget goes to the pool that has waited
+	 * longest for it. */
+	starved = starved_pool(pool, false);
+	if (starved)
+		pool_launch_needed(starved);
 }
 
 static bool same_string(const char *a, const char *b)

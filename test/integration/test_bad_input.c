@@ -302,3 +302,69 @@ Test(bad_input, many_bad_clients_at_once)
 	others_still_served();
 	h_finish();
 }
+
+/* One simple Query over a raw socket, read to ReadyForQuery: the first
+ * column of the first row into value; false on an ErrorResponse. */
+static bool raw_query(int fd, const char *sql, char *value, size_t cap)
+{
+	static uint8_t buf[65536];
+	size_t n = strlen(sql) + 1, len;
+	bool ok = true;
+	char type;
+
+	buf[0] = 'Q';
+	h_put_be32(buf + 1, (uint32_t)(4 + n));
+	memcpy(buf + 5, sql, n);
+	cr_assert(h_raw_send(fd, buf, 5 + n));
+	value[0] = '\0';
+	for (;;) {
+		cr_assert(h_raw_read_msg(fd, 10000, &type, buf, sizeof(buf), &len) == 1,
+		          "no answer to %s", sql);
+		if (type == 'E')
+			ok = false;
+		if (type == 'D' && !value[0] && len >= 6 && h_get_be32(buf + 2) < cap) {
+			memcpy(value, buf + 6, h_get_be32(buf + 2));
+			value[h_get_be32(buf + 2)] = '\0';
+		}
+		if (type == 'Z')
+			return ok;
+	}
+}
+
+/*
+ * A tracked parameter's value is sent to a shared server inside SQL: with
+ * standard_conforming_strings off on that server, a backslash must not end
+ * the literal early and run the rest of application_name as SQL.
+ */
+Test(bad_input, parameter_values_cannot_inject_sql)
+{
+	static const char payload[] =
+		"x\\'; CREATE TABLE injected_by_app_name(); --";
+	const char *setup[] = { "standard_conforming_strings", "off",
+	                        "application_name", "plain", NULL };
+	const char *attack[] = { "standard_conforming_strings", "off",
+	                         "application_name", payload, NULL };
+	char value[256];
+	int first, second;
+
+	h_require_sluice();
+	h_pg_exec("DROP TABLE IF EXISTS injected_by_app_name");
+	h_sluice_start("auth_type = plain\ndefault_pool_size = 1\n", NULL);
+	/* The one server gets standard_conforming_strings = off ... */
+	first = h_raw_login(H_CAROL, setup);
+	cr_assert(raw_query(first, "SELECT 1", value, sizeof(value)));
+	/* ... and the next client's application_name is set on it. */
+	second = h_raw_login(H_CAROL, attack);
+	cr_assert(raw_query(second, "SHOW application_name", value, sizeof(value)));
+	cr_expect_str_eq(value, payload);
+	cr_assert(raw_query(second, "SHOW standard_conforming_strings", value,
+	                    sizeof(value)));
+	cr_expect_str_eq(value, "off");
+	cr_assert_eq(h_pg_int("SELECT count(*) FROM pg_class "
+	                      "WHERE relname = 'injected_by_app_name'"), 0,
+	             "application_name ran SQL on the server");
+	close(first);
+	close(second);
+	others_still_served();
+	h_finish();
+}

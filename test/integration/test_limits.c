@@ -445,6 +445,40 @@ Test(limits, max_db_connections_is_shared_and_starves_no_pool)
 	h_finish();
 }
 
+/*
+ * More pools on one max_db_connections budget than the budget has servers:
+ * a pool with no server yet needs one for its clients' login (the welcome)
+ * and must get the next one freed, not only pools with queued queries.
+ * From PgBouncer's test_limits (five users on max_db_connections = 4).
+ */
+Test(limits, max_db_connections_serves_pools_still_logging_in)
+{
+	static struct load loads[] = {
+		{ .user = H_ALICE, .sql = "SELECT pg_sleep(0.3)", .clients = 4,
+		  .transactions = 2 },
+		{ .user = H_BOB, .sql = "SELECT pg_sleep(0.3)", .clients = 3,
+		  .transactions = 2 },
+		{ .user = H_CAROL, .sql = "SELECT pg_sleep(0.3)", .clients = 3,
+		  .transactions = 2 },
+	};
+	double t0;
+
+	h_require_sluice();
+	h_sluice_start("default_pool_size = 2\nmax_db_connections = 2\n"
+	               "query_wait_timeout = 20\nclient_login_timeout = 20\n",
+	               NULL);
+	t0 = h_now();
+	for (size_t i = 0; i < 3; i++)
+		load_start(&loads[i]);
+	for (size_t i = 0; i < 3; i++)
+		load_finish(&loads[i]);
+	/* 20 transactions of 0.3 s on 2 servers: 3 s of work. */
+	fprintf(stderr, "limits: 3 pools on max_db_connections = 2 served in %.1f s\n",
+	        h_now() - t0);
+	cr_expect_lt(h_now() - t0, 10.0, "a pool waited for a server it never got");
+	h_finish();
+}
+
 #define SECOND_DB "sluice_test2"
 
 Test(limits, max_user_connections_is_shared_across_databases)
