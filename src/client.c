@@ -274,8 +274,9 @@ static size_t query_data(struct client *c, const uint8_t *data, size_t len)
 	if (c->state == CLIENT_ACTIVE && c->server &&
 	    conn_flush(&c->server->conn, &c->conn) < 0)
 		server_close(c->server, "write failed");
-	/* Answers sluice gave itself: unread, they pause this client. */
-	if (c->conn.out_len > 0 && conn_flush(&c->conn, &c->conn) < 0)
+	/* Answers sluice gave itself: unread, they pause this client (and a
+	 * failed queue, with nothing left to send, still fails here). */
+	if (!c->conn.closing && conn_flush(&c->conn, &c->conn) < 0)
 		client_close(c, "write failed");
 	return pos;
 }

@@ -82,6 +82,8 @@ static const struct setting settings[] = {
 	{ SETTING(max_db_connections, SETTING_INT, "0"), .max = INT_MAX },
 	{ SETTING(max_packet_size, SETTING_INT, "2147483647"),
 	  .min = 1024, .max = INT_MAX },
+	{ SETTING(max_client_prepared_statements, SETTING_INT, "10000"),
+	  .min = 1, .max = INT_MAX },
 	{ SETTING(max_prepared_statements, SETTING_INT, "200"), .max = INT_MAX },
 	{ SETTING(max_user_client_connections, SETTING_INT, "0"), .max = INT_MAX },
 	{ SETTING(max_user_connections, SETTING_INT, "0"), .max = INT_MAX },

@@ -151,6 +151,7 @@ struct config {
 	int max_db_client_connections;     /* 0 = unlimited */
 	int max_user_client_connections;   /* 0 = unlimited */
 	int max_prepared_statements;       /* per server, 200; 0 = off */
+	int max_client_prepared_statements; /* names per client, 10000 */
 
 	/* leak detector */
 	uint64_t idle_transaction_log_timeout; /* ms, 0 = off */

@@ -25,9 +25,9 @@
  * strength of a text that may not run.
  *
  * Bounds (PgBouncer has none): a Parse, Describe or Close is held whole up
- * to PREP_MAX_MESSAGE; a client has at most PREP_MAX_NAMES names, whose
- * names and texts take at most PREP_MAX_CLIENT_BYTES. Past them the client
- * gets an error and is closed.
+ * to PREP_MAX_MESSAGE; a client has at most max_client_prepared_statements
+ * names, whose names and texts take at most PREP_MAX_CLIENT_BYTES. Past
+ * them the client gets an error and is closed.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +52,6 @@
 /* What sluice's server-side names start with; SQL may not touch them. */
 #define OWN_PREFIX "sluice_"
 #define PREP_MAX_MESSAGE (1024 * 1024)
-#define PREP_MAX_NAMES 10000
 #define PREP_MAX_CLIENT_BYTES (16 * 1024 * 1024)
 #define SQLSTATE_CONFIGURATION_LIMIT "53400"
 #define SQLSTATE_PROGRAM_LIMIT "54000"
@@ -92,7 +91,7 @@ struct prep_name {
 struct prep_client {
 	struct prep_name **buckets;
 	size_t nbuckets;
-	size_t count;              /* names, <= PREP_MAX_NAMES */
+	size_t count;              /* names, <= max_client_prepared_statements */
 	size_t bytes;              /* their names and texts, <= PREP_MAX_CLIENT_BYTES */
 };
 
@@ -356,11 +355,12 @@ static bool client_refuses(struct client *c, const char *name,
 {
 	const struct prep_client *pc = c->prep;
 	size_t cost = strlen(name) + strlen(query) + types_len;
+	int max_names = c->conn.ctx->config->max_client_prepared_statements;
 
-	if (pc && pc->count >= PREP_MAX_NAMES) {
+	if (pc && pc->count >= (size_t)max_names) {
 		client_fail(c, SQLSTATE_CONFIGURATION_LIMIT,
-		            "too many prepared statements: a client may have %d",
-		            PREP_MAX_NAMES);
+		            "too many prepared statements: a client may have %d "
+		            "(max_client_prepared_statements)", max_names);
 		return true;
 	}
 	if ((pc ? pc->bytes : 0) + cost > PREP_MAX_CLIENT_BYTES) {

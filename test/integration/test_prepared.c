@@ -1996,6 +1996,37 @@ Test(prepared, a_client_may_have_ten_thousand_names)
 	h_finish();
 }
 
+Test(prepared, max_client_prepared_statements_sets_the_bound)
+{
+	struct wire w = { .len = 0 };
+	struct h_error err;
+	char name[16];
+	int fd;
+
+	h_require_sluice();
+	h_sluice_start(TX_POOL_1 "max_client_prepared_statements = 50\n", NULL);
+	fd = h_raw_login(H_CAROL, NULL);
+	for (int i = 0; i < 50; i++) {
+		snprintf(name, sizeof(name), "n%d", i);
+		wire_parse(&w, name, "SELECT 1");
+	}
+	wire_sync(&w);
+	cr_assert(h_raw_send(fd, w.buf, w.len));
+	w.len = 0;
+	cr_assert_eq(count_until_ready(fd, '1', ""), 50);
+	wire_parse(&w, "one_more", "SELECT 1");
+	wire_sync(&w);
+	cr_assert(h_raw_send(fd, w.buf, w.len));
+	cr_assert(h_raw_expect_error(fd, H_QUERY_TIMEOUT_MS, &err));
+	cr_assert_str_eq(err.sqlstate, "53400", "%s", err.message);
+	cr_assert(strstr(err.message, "max_client_prepared_statements"), "%s",
+	          err.message);
+	close(fd);
+	wire_free(&w);
+	expect_new_client_works();
+	h_finish();
+}
+
 struct sender {
 	int fd;
 	const struct wire *w;
