@@ -44,6 +44,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -244,22 +245,35 @@ static bool on_event(struct slot *s, uint32_t events)
 	return false;
 }
 
-/* Opens one slow-login client: a startup packet cut after 12 bytes. */
-static struct slot *open_slow(void)
+/* A blocking connect that gives up after 2 s (SO_SNDTIMEO bounds it). */
+static int connect_bounded(void)
+{
+	struct timeval limit = { 2, 0 };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
+	if (connect(fd, (struct sockaddr *)&target, sizeof(target)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Opens one slow-login client before deadline: a startup packet cut after
+ * 12 bytes. */
+static struct slot *open_slow(double deadline)
 {
 	struct slot *s = calloc(1, sizeof(*s));
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
 	struct timespec pause = { 0, 1000000 };
 	int fd = -1;
 
-	for (int tries = 0; s && fd < 0 && tries < 1000; tries++) {
-		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd >= 0 && connect(fd, (struct sockaddr *)&target,
-		                       sizeof(target)) < 0) {
-			close(fd);
-			fd = -1;
+	while (s && fd < 0 && now() < deadline) {
+		fd = connect_bounded();
+		if (fd < 0)
 			nanosleep(&pause, NULL);
-		}
 	}
 	if (!s || fd < 0 || send(fd, startup, 12, MSG_NOSIGNAL) != 12) {
 		count.slow_failed++;
@@ -435,7 +449,7 @@ int main(int argc, char **argv)
 		return 1;
 	t0 = now();
 	for (long i = 0; i < o.slow && now() - t0 < o.max_s; i++)
-		all[n++] = open_slow();
+		all[n++] = open_slow(t0 + o.max_s);
 	t_attempts = now();
 	while (now() - t0 < o.max_s) {
 		int ready;
