@@ -17,6 +17,8 @@
 #     10 s: none left hanging;
 #   - the pgbench latency during the flood stays within --max-ratio (2) of
 #     the baseline (per-second progress lines, averaged over each window);
+#     with --ci the ratio is printed but not enforced: CI machines are
+#     shared, and a timing figure is a measurement, not a test;
 #   - sluice's RSS (VmRSS) comes back near where it started once the flood
 #     is gone: within --rss-slack-kib (4096) or --rss-slack-pct (50) of it,
 #     whichever is larger;
@@ -46,6 +48,7 @@ attempts=15000
 slow=1000
 baseline_s=10
 max_ratio=2
+enforce_ratio=1     # --ci: report the latency ratio only
 rss_slack_kib=4096
 rss_slack_pct=50
 rate=400            # pgbench transactions per second, all clients
@@ -56,7 +59,7 @@ attempt_rate=1000   # attempts started per second
 while [ $# -gt 0 ]; do
 	case $1 in
 	--build) build=$2; shift ;;
-	--ci) baseline_s=8 ;;
+	--ci) baseline_s=8; enforce_ratio=0 ;;
 	--attempts) attempts=$2; shift ;;
 	--slow) slow=$2; shift ;;
 	--silent-every) silent_every=$2; shift ;;
@@ -166,8 +169,13 @@ if [ "$base_n" -eq 0 ] || [ "$flood_n" -eq 0 ]; then
 fi
 ratio=$(awk -v f="$flood_lat" -v b="$base_lat" \
 	'BEGIN { printf "%.2f", (b > 0 ? f / b : 99) }')
-awk -v r="$ratio" -v m="$max_ratio" 'BEGIN { exit !(r <= m) }' ||
-	fail "latency during the flood is ${ratio}x the baseline (limit ${max_ratio}x)"
+if ! awk -v r="$ratio" -v m="$max_ratio" 'BEGIN { exit !(r <= m) }'; then
+	if [ "$enforce_ratio" = 1 ]; then
+		fail "latency during the flood is ${ratio}x the baseline (limit ${max_ratio}x)"
+	else
+		log "warning: latency during the flood is ${ratio}x the baseline (limit ${max_ratio}x, not enforced with --ci)"
+	fi
+fi
 rss_limit=$(awk -v s="$rss_start" -v k="$rss_slack_kib" -v p="$rss_slack_pct" \
 	'BEGIN { a = s + k; b = s * (1 + p / 100); printf "%d", (a > b ? a : b) }')
 [ "$rss_after" -le "$rss_limit" ] ||
