@@ -1771,15 +1771,13 @@ static void pg_start(void)
 	setenv("SLUICE_TEST_PGDATA", pg_data, 1);
 }
 
-static void pg_stop(void)
+/* pg_ctl stop -m immediate: every backend dies at once, as in a crash.
+ * Returns pg_ctl's exit status. */
+static int pg_stop_immediate(void)
 {
 	const char *argv[16];
-	int n;
+	int n = pg_argv(argv, "pg_ctl");
 
-	if (!pg_started)
-		return;
-	pg_started = false;
-	n = pg_argv(argv, "pg_ctl");
 	argv[n++] = "-D";
 	argv[n++] = pg_data;
 	argv[n++] = "-m";
@@ -1787,7 +1785,15 @@ static void pg_stop(void)
 	argv[n++] = "-w";
 	argv[n++] = "stop";
 	argv[n] = NULL;
-	if (h_run(argv, PG_TIMEOUT_MS, NULL) != 0)
+	return h_run(argv, PG_TIMEOUT_MS, NULL);
+}
+
+static void pg_stop(void)
+{
+	if (!pg_started)
+		return;
+	pg_started = false;
+	if (pg_stop_immediate() != 0)
 		fprintf(stderr, "harness: pg_ctl stop failed for %s\n", pg_data);
 }
 
@@ -1814,20 +1820,11 @@ static void forget_pg_admin(void)
 
 void h_pg_kill(void)
 {
-	const char *argv[16];
-	int n, status;
+	int status;
 
 	h_pg_require_restartable();
 	forget_pg_admin();
-	n = pg_argv(argv, "pg_ctl");
-	argv[n++] = "-D";
-	argv[n++] = pg_data;
-	argv[n++] = "-m";
-	argv[n++] = "immediate";
-	argv[n++] = "-w";
-	argv[n++] = "stop";
-	argv[n] = NULL;
-	status = h_run(argv, PG_TIMEOUT_MS, NULL);
+	status = pg_stop_immediate();
 	cr_assert(status == 0, "pg_ctl stop -m immediate failed (status %d)", status);
 }
 
