@@ -111,8 +111,6 @@ void prepared_ready(struct server *server);
  * DEALLOCATE ALL, with no client and nothing in flight). */
 void prepared_server_clear(struct server *server);
 
-/* True if sql drops every prepared statement (DISCARD/DEALLOCATE ALL). */
-bool prepared_drops_all(const char *sql, size_t len);
 
 /* SHOW PREPARED_STATS (sluice's own): per pool, named Parses from
  * clients, Parses sent to servers, and statements prepared on servers. */

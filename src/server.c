@@ -23,6 +23,7 @@
 #include "config.h"
 #include "log.h"
 #include "pool.h"
+#include "prepared_sql.h"
 #include "server.h"
 #include "sluice.h"
 #include "stats.h"
