@@ -1058,7 +1058,7 @@ Test(config, foreach_setting_lists_the_table)
 	struct seen s = { .sorted = true, .port_reloadable = true };
 
 	config_foreach_setting(cfg, seen_cb, &s);
-	cr_assert_eq(s.count, 60, "%d rows: one per setting", s.count);
+	cr_assert_eq(s.count, 61, "%d rows: one per setting", s.count);
 	cr_assert(s.sorted);
 	cr_assert_not(s.port_reloadable);
 	cr_assert_str_eq(s.timeout, "1.5");
