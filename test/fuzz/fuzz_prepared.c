@@ -51,7 +51,10 @@
 
 #define MAX_PREPARED 3
 #define NSERVERS 2
-#define BUF_SIZE (1 << 16)
+/* Bytes on their way, ample for MAX_OPS operations of at most a few
+ * hundred bytes each. */
+#define BUF_SIZE (1 << 18)
+#define MAX_OPS 1024
 #define MAX_PG_STMTS 32
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -316,23 +319,16 @@ static void client_read(void)
 
 /* --- the client's messages, as client.c passes them --------------------- */
 
-/* client.c's track_message: what a forwarded message owes. */
+/* client.c's track_message for the messages sent here: what a forwarded
+ * message owes. */
 static void track_message(struct client *c, uint8_t type)
 {
-	switch (type) {
-	case PG_MSG_QUERY:
-	case PG_MSG_SYNC:
+	if (type == PG_MSG_QUERY || type == PG_MSG_SYNC) {
 		prepared_sync_sent(c->server);
 		server_expect_ready(c->server);
-		c->batch_open = type == PG_MSG_SYNC ? false : c->batch_open;
-		break;
-	case PG_MSG_FLUSH:
-		c->batch_open = true;
-		break;
-	default:
-		c->batch_open = true;
-		break;
 	}
+	if (type != PG_MSG_QUERY)
+		c->batch_open = type != PG_MSG_SYNC;
 }
 
 /* Links a server (the pool's choice: the input's). */
@@ -405,9 +401,10 @@ static void client_pump(void)
 /* The client sends a message (mb); it expects want (or nothing: -1). */
 static void client_sends(struct msgbuf *mb, int want)
 {
-	uint8_t mb_type = mb->data[0];
+	uint8_t mb_type;
 
 	FUZZ_ASSERT(!mb->failed && inbox_len + mb->len <= BUF_SIZE);
+	mb_type = mb->data[0];
 	memcpy(inbox + inbox_len, mb->data, mb->len);
 	inbox_len += mb->len;
 	msgbuf_free(mb);
@@ -934,7 +931,7 @@ static void run_op(uint8_t op)
 	case 10:
 	case 11:
 	case 12:
-		/* the linked server (or the last one) answers one message */
+		/* the linked server (else the one arg names) answers one */
 		pg = pg ? pg : &pgs[arg & 1];
 		pg->fail_next = (op & 15) == 12;
 		if (pg_step(pg))
@@ -956,7 +953,7 @@ static void run_op(uint8_t op)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (size > 2048)
+	if (size > MAX_OPS)
 		return 0;
 	setup();
 	for (size_t i = 0; i < size; i++)
