@@ -54,8 +54,10 @@
 /* Bytes on their way, ample for MAX_OPS operations of at most a few
  * hundred bytes each. */
 #define BUF_SIZE (1 << 18)
-#define MAX_OPS 1024
-#define MAX_PG_STMTS 32
+#define MAX_OPS 512
+/* A backend's statements: a Parse operation sends at most two Parses;
+ * room for all, since known defects leave statements behind. */
+#define MAX_PG_STMTS (2 * MAX_OPS + 1)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -651,7 +653,7 @@ static void pg_parse(struct fake_pg *pg, struct codec_reader *r)
 		                "exists", name, true);
 	if ((i = pg_find(pg, name)) < 0)
 		for (i = 0; pg->stmt_used[i]; i++)
-			FUZZ_ASSERT(i + 1 < MAX_PG_STMTS);
+			FUZZ_ASSERT(i + 1 < MAX_PG_STMTS);  /* see MAX_PG_STMTS */
 	FUZZ_ASSERT(strlen(name) < 64 && strlen(sql) < 64);
 	strcpy(pg->stmt_name[i], name);
 	strcpy(pg->stmt_text[i], sql);
