@@ -106,6 +106,8 @@ static bool strict;                /* FUZZ_PREPARED_STRICT: known defects too */
 static bool tracing;               /* FUZZ_PREPARED_TRACE */
 static bool batch_sent;            /* extended messages since a Sync */
 static int parses_failed;          /* Parses of sluice's names not done */
+static char failed_names[8][48];   /* the first of those, by name */
+static bool failed_twice;          /* one of sluice's names failed twice */
 static bool names_dropped;         /* a DEALLOCATE ALL or DISCARD ALL ran */
 static unsigned next_server;
 static char log_path[128];
@@ -218,13 +220,16 @@ static void want_pop(void)
 }
 
 /* A name the client prepared (and did not close or drop) exists.
- * Known defect, checked only when strict: a duplicate Parse pipelined
- * behind DEALLOCATE ALL or DISCARD ALL is answered but its name lost. */
+ * Known defects, checked only when strict: a duplicate Parse pipelined
+ * behind DEALLOCATE ALL or DISCARD ALL is answered but its name lost;
+ * when a statement's Parse failed for two client names, recent[] gives
+ * the error of a Bind of the second the first's name. */
 static void check_not_lost(const struct pg_error_fields *err)
 {
 	char text[64];
 
-	if (strcmp(err->sqlstate, "26000") != 0 || (!strict && names_dropped))
+	if (strcmp(err->sqlstate, "26000") != 0 ||
+	    (!strict && (names_dropped || failed_twice)))
 		return;
 	for (int i = 1; i < 4; i++) {
 		snprintf(text, sizeof(text), "prepared statement \"%s\" does "
@@ -753,12 +758,27 @@ static void pg_sync(struct fake_pg *pg)
 	pg_reply(pg, PG_MSG_READY_FOR_QUERY, NULL);
 }
 
+/* A Parse of name failed or was skipped: notes whether one of that name
+ * had (or too many failed to tell). */
+static void note_failed_parse(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < 8 && failed_names[i][0]; i++)
+		failed_twice |= strcmp(failed_names[i], name) == 0;
+	if (i == 8 || strlen(name) >= sizeof(failed_names[0]))
+		failed_twice = true;
+	else
+		strcpy(failed_names[i], name);
+}
+
 /* The backend reads one message sluice sent; false if there is none. */
 static bool pg_step(struct fake_pg *pg)
 {
 	struct codec_reader r;
 	struct pg_header h;
 	size_t whole;
+	int failed_before;
 	int i;
 
 	if (pg->in_len == 0)
@@ -769,12 +789,17 @@ static bool pg_step(struct fake_pg *pg)
 	FUZZ_ASSERT(pg->in_len >= whole);
 	codec_reader_init(&r, pg->in + PG_HEADER_LEN, whole - PG_HEADER_LEN);
 	trace("  S%d reads %c %s%s\n", pg == pgs ? 0 : 1, h.type,
-	      h.type == PG_MSG_PARSE || h.type == PG_MSG_QUERY ?
-	      (const char *)pg->in + PG_HEADER_LEN : "",
+	      h.type == PG_MSG_BIND || h.type == PG_MSG_CLOSE ||
+	      h.type == PG_MSG_DESCRIBE ?
+	      (const char *)pg->in + PG_HEADER_LEN + 1 :
+	      h.type == PG_MSG_SYNC || h.type == PG_MSG_FLUSH ||
+	      h.type == PG_MSG_EXECUTE ? "" :
+	      (const char *)pg->in + PG_HEADER_LEN,
 	      pg->skipping ? " (skipped)" : "");
 	if (pg->skipping && h.type == PG_MSG_CLOSE &&
 	    memcmp(pg->in + PG_HEADER_LEN + 1, "sluice_", 7) == 0)
 		pg->closes_skipped++;
+	failed_before = parses_failed;
 	if (pg->skipping && h.type == PG_MSG_PARSE)
 		parses_failed++;
 	if (!pg->skipping || h.type == PG_MSG_SYNC) {
@@ -813,6 +838,8 @@ static bool pg_step(struct fake_pg *pg)
 			FUZZ_ASSERT(!"unexpected message to the server");
 		}
 	}
+	if (h.type == PG_MSG_PARSE && parses_failed > failed_before)
+		note_failed_parse((const char *)pg->in + PG_HEADER_LEN);
 	pg->fail_next = false;
 	memmove(pg->in, pg->in + whole, pg->in_len - whole);
 	pg->in_len -= whole;
@@ -854,6 +881,8 @@ static void setup(void)
 	memset(known, 0, sizeof(known));
 	names_dropped = false;
 	parses_failed = 0;
+	memset(failed_names, 0, sizeof(failed_names));
+	failed_twice = false;
 	batch_sent = false;
 	next_server = 0;
 }
