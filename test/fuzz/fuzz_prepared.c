@@ -107,7 +107,6 @@ static bool tracing;               /* FUZZ_PREPARED_TRACE */
 static bool batch_sent;            /* extended messages since a Sync */
 static int parses_failed;          /* Parses of sluice's names not done */
 static char failed_names[8][48];   /* the first of those, by name */
-static bool failed_twice;          /* one of sluice's names failed twice */
 static bool names_dropped;         /* a DEALLOCATE ALL or DISCARD ALL ran */
 static unsigned next_server;
 static char log_path[128];
@@ -223,13 +222,15 @@ static void want_pop(void)
  * Known defects, checked only when strict: a duplicate Parse pipelined
  * behind DEALLOCATE ALL or DISCARD ALL is answered but its name lost;
  * when a statement's Parse failed for two client names, recent[] gives
- * the error of a Bind of the second the first's name. */
+ * the error of a Bind of the second the first's name; a failed Parse
+ * forgets, at its ReadyForQuery, the name a later Parse of the same name
+ * and text (pipelined behind it) made. */
 static void check_not_lost(const struct pg_error_fields *err)
 {
 	char text[64];
 
 	if (strcmp(err->sqlstate, "26000") != 0 ||
-	    (!strict && (names_dropped || failed_twice)))
+	    (!strict && (names_dropped || failed_names[0][0])))
 		return;
 	for (int i = 1; i < 4; i++) {
 		snprintf(text, sizeof(text), "prepared statement \"%s\" does "
@@ -758,18 +759,16 @@ static void pg_sync(struct fake_pg *pg)
 	pg_reply(pg, PG_MSG_READY_FOR_QUERY, NULL);
 }
 
-/* A Parse of name failed or was skipped: notes whether one of that name
- * had (or too many failed to tell). */
+/* A Parse of name failed or was skipped: noted (the first 8 names). */
 static void note_failed_parse(const char *name)
 {
 	size_t i;
 
 	for (i = 0; i < 8 && failed_names[i][0]; i++)
-		failed_twice |= strcmp(failed_names[i], name) == 0;
-	if (i == 8 || strlen(name) >= sizeof(failed_names[0]))
-		failed_twice = true;
-	else
-		strcpy(failed_names[i], name);
+		if (strcmp(failed_names[i], name) == 0)
+			return;
+	if (i < 8)
+		snprintf(failed_names[i], sizeof(failed_names[i]), "%s", name);
 }
 
 /* The backend reads one message sluice sent; false if there is none. */
@@ -882,7 +881,6 @@ static void setup(void)
 	names_dropped = false;
 	parses_failed = 0;
 	memset(failed_names, 0, sizeof(failed_names));
-	failed_twice = false;
 	batch_sent = false;
 	next_server = 0;
 }
